@@ -1,0 +1,147 @@
+"""The contract every interpolator shares: ``grid_sample``'s shapes and conventions.
+
+An interpolator is an ``nn.Module`` whose ``forward(input, grid)`` takes
+``input (B, C, H, W)`` and ``grid (B, Ho, Wo, 2)`` holding normalized ``(x, y)``
+in ``[-1, 1]`` and returns ``(B, C, Ho, Wo)``. ``padding_mode`` and
+``align_corners`` are hyperparameters fixed at construction and mean what they
+mean in :func:`torch.nn.functional.grid_sample`. Methods differ only in the
+value they return and in the gradients they send to ``input`` and ``grid``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+PaddingMode = Literal["zeros", "border", "reflection"]
+PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_sampling_inputs(input: Any, grid: Any) -> None:
+    """Raise a clear ``TypeError``/``ValueError`` unless ``(input, grid)`` meet ``grid_sample``'s contract.
+
+    Args:
+        input: image batch, expected a floating tensor of shape ``(B, C, H, W)``.
+        grid: sampling points, expected a tensor of shape ``(B, Ho, Wo, 2)`` with the
+            same dtype and device as ``input``.
+    """
+    for name, value in (("input", input), ("grid", grid)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+        if value.dtype not in _FLOAT_DTYPES:
+            raise TypeError(
+                f"{name}: expected a floating dtype (float16, bfloat16, float32, float64), got {value.dtype}"
+            )
+    if input.ndim != 4:
+        raise ValueError(f"input: expected 4 dimensions (B, C, H, W), got shape {tuple(input.shape)}")
+    if grid.ndim != 4:
+        raise ValueError(f"grid: expected 4 dimensions (B, Ho, Wo, 2), got shape {tuple(grid.shape)}")
+    if grid.shape[-1] != 2:
+        raise ValueError(f"grid: expected the last dimension to be 2 (x, y), got shape {tuple(grid.shape)}")
+    if input.shape[0] != grid.shape[0]:
+        raise ValueError(
+            f"grid: expected batch size {input.shape[0]} to match input, got {grid.shape[0]} "
+            f"(input {tuple(input.shape)}, grid {tuple(grid.shape)})"
+        )
+    if min(input.shape[2:]) < 1 or input.shape[1] < 1:
+        raise ValueError(f"input: expected non-empty C, H and W, got shape {tuple(input.shape)}")
+    if input.dtype != grid.dtype:
+        raise TypeError(f"grid: expected the same dtype as input ({input.dtype}), got {grid.dtype}")
+    if input.device != grid.device:
+        raise ValueError(f"grid: expected the same device as input ({input.device}), got {grid.device}")
+
+
+def normalized_to_pixel_scale(size: int, align_corners: bool) -> float:
+    """Input pixels per normalized unit along an axis of ``size`` pixels.
+
+    ``px = ((g + 1) * size - 1) / 2`` without ``align_corners`` and
+    ``px = (g + 1) * (size - 1) / 2`` with it, so ``dpx / dg`` is ``size / 2`` or
+    ``(size - 1) / 2``.
+    """
+    return (size - 1) / 2 if align_corners else size / 2
+
+
+def check_choice(name: str, value: Any, choices: tuple) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    strict: bool = False,
+) -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a finite number in range.
+
+    ``minimum`` is inclusive unless ``strict``.
+    """
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise TypeError(f"{name}: expected {kind}, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite value, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
+
+
+class Interpolator(nn.Module):
+    """Base class: validates the shared hyperparameters and the ``grid_sample`` contract.
+
+    Subclasses set the class attributes below, take their hyperparameters as
+    keyword arguments with defaults and type annotations (``describe`` reads
+    them), validate them in ``__init__`` and implement :meth:`sample`.
+
+    Args:
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``, as in ``grid_sample``.
+        align_corners: ``grid_sample``'s convention for the normalized coordinates.
+    """
+
+    #: whether two calls with the same input may return different values
+    stochastic: ClassVar[bool] = False
+    #: the paper or source the method follows
+    reference: ClassVar[str] = ""
+    #: one-line summary shown by ``describe`` and ``python -m bench list``
+    summary: ClassVar[str] = ""
+
+    def __init__(self, padding_mode: PaddingMode = "zeros", align_corners: bool = False) -> None:
+        super().__init__()
+        check_choice("padding_mode", padding_mode, PADDING_MODES)
+        if not isinstance(align_corners, bool):
+            raise TypeError(f"align_corners: expected a bool, got {align_corners!r}")
+        self.padding_mode = padding_mode
+        self.align_corners = align_corners
+
+    def forward(self, input: Tensor, grid: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Sample ``input (B, C, H, W)`` at ``grid (B, Ho, Wo, 2)``; returns ``(B, C, Ho, Wo)``.
+
+        ``generator`` seeds the draws of stochastic methods (ignored by the others);
+        without one they use torch's global generator, so ``torch.manual_seed``
+        makes them reproducible.
+        """
+        check_sampling_inputs(input, grid)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+        return self.sample(input, grid, generator)
+
+    def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
+        raise NotImplementedError
+
+    def hparams(self) -> dict[str, Any]:
+        """The hyperparameters this instance was created with."""
+        from interpolators._registry import hyperparameters
+
+        return {name: getattr(self, name) for name in hyperparameters(type(self))}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
