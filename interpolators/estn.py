@@ -1,0 +1,705 @@
+"""ESTN: tangent-space multi-sampling with an entropy-regularized weighted plane fit.
+
+This is "ESTN as implemented here" (``docs/methods/estn.md``): the project's reading of
+Shamsolmoali and Zareapoor, "Entropy Transformer Networks: A Learning Approach via Tangent
+Bundle Data Manifold", Sec. 3.1 (Eq. 2-10). The paper publishes no code; every open choice is
+a hyperparameter. Per output pixel ``i`` with sampling point ``p_i`` (input pixels):
+
+1. Tangent frame: ``J_i`` (2x2, input pixels per output pixel) by finite differences of the
+   grid, ``S_i = J_i J_i^T + r^2 I`` with ``r = min_radius``; no gradient flows through it.
+2. Samples (Eq. 2-4): ``p_ik = p_i + t sqrt(S_i) z_k``, ``t = tangent_scale``, ``z_0 = 0`` and
+   ``z_1..z_{K-1}`` a golden-angle spiral with Gaussian radial quantiles or ``N(0, I)`` draws.
+3. Prior weights (Eq. 5): ``w_k = max(0, (1 + c sqrt(c) - d_k) / (c sqrt(c)))``,
+   ``c = (N - 1) / 2``, ``d_k = t |z_k|``.
+4. Entropy regularizer (Eq. 9-10): ``pi_k ∝ w_k exp(-r_k / gamma)``, alternated with the fit.
+5. Fit (Eq. 9): weighted least squares of ``I(p_ik)`` on ``[du_k, dv_k, 1]``, one
+   channel-shared 3x3 system per output pixel.
+6. Output: the intercept, a fixed (detached) combination ``sum_k beta_k I(p_ik)`` with
+   ``sum_k beta_k = 1``; the gradient w.r.t. the grid is the fitted slope.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from interpolators._linalg import solve_sym3
+from interpolators._registry import register
+from interpolators.base import (
+    PADDING_MODES,
+    Interpolator,
+    PaddingMode,
+    check_choice,
+    check_number,
+    check_sampling_inputs,
+    normalized_to_pixel_scale,
+)
+
+Sampling = Literal["spiral", "random"]
+Value = Literal["fit", "center"]
+SAMPLINGS: tuple[str, ...] = get_args(Sampling)
+VALUES: tuple[str, ...] = get_args(Value)
+
+#: the golden angle, ``pi (3 - sqrt 5)`` radians: consecutive spiral points never line up
+GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
+
+
+def check_estn_hparams(
+    *,
+    num_samples: int,
+    tangent_scale: float,
+    min_radius: float,
+    kernel_size: int,
+    entropy: float | None,
+    iterations: int,
+    ridge: float,
+    sampling: str,
+    value: str,
+    padding_mode: str,
+    align_corners: bool,
+) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the first hyperparameter out of its range."""
+    check_number("num_samples", num_samples, integer=True, minimum=4)
+    check_number("tangent_scale", tangent_scale, minimum=0, strict=True)
+    check_number("min_radius", min_radius, minimum=0)
+    check_number("kernel_size", kernel_size, integer=True, minimum=3)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size: expected an odd integer >= 3, got {kernel_size!r}")
+    if entropy is not None:
+        check_number("entropy", entropy, minimum=0, strict=True)
+    check_number("iterations", iterations, integer=True, minimum=0)
+    check_number("ridge", ridge, minimum=0)
+    check_choice("sampling", sampling, SAMPLINGS)
+    check_choice("value", value, VALUES)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    if not isinstance(align_corners, bool):
+        raise TypeError(f"align_corners: expected a bool, got {align_corners!r}")
+
+
+def spiral_offsets(num_samples: int, *, dtype: torch.dtype | None = None, device=None) -> Tensor:
+    """The deterministic unit offsets ``z (K, 2)``: the centre, then a golden-angle spiral.
+
+    ``z_0 = 0`` and, for ``k = 1..K-1``, ``z_k = rho_k (cos k phi, sin k phi)`` with ``phi`` the
+    golden angle and ``rho_k = sqrt(-2 ln(1 - u_k))``, ``u_k = (k - 1/2) / (K - 1)``: the radii are
+    the quantiles of the radius of a standard 2-D Gaussian, so the points stand in for ``N(0, I)``
+    draws without their noise.
+
+    Examples:
+        >>> z = spiral_offsets(9)
+        >>> z.shape, z[0].tolist()
+        (torch.Size([9, 2]), [0.0, 0.0])
+        >>> round(z[1].norm().item(), 4)  # sqrt(-2 ln(1 - 1/16))
+        0.3593
+    """
+    check_number("num_samples", num_samples, integer=True, minimum=2)
+    k = torch.arange(1, num_samples, dtype=torch.float64)
+    u = (k - 0.5) / (num_samples - 1)
+    radius = torch.sqrt(-2.0 * torch.log1p(-u))
+    angle = k * GOLDEN_ANGLE
+    ring = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1)
+    z = torch.cat([ring.new_zeros(1, 2), ring])
+    return z.to(dtype=dtype or torch.get_default_dtype(), device=device)
+
+
+def prior_weights(unit_offsets: Tensor, tangent_scale: float = 0.5, kernel_size: int = 3) -> Tensor:
+    """Eq. 5's distance weights of the samples, ``(..., K, 2) -> (..., K)``.
+
+    ``w_k = max(0, (1 + c sqrt(c) - d_k) / (c sqrt(c)))`` with ``c = (N - 1) / 2``,
+    ``N = kernel_size`` and ``d_k = tangent_scale * |z_k|`` the sample's distance in the
+    footprint's frame. The centre (``d = 0``) weighs ``1 + 1 / (c sqrt c)``.
+
+    Examples:
+        >>> prior_weights(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 6.0]]))  # c = 1: max(0, 2 - d)
+        tensor([2., 1., 0.])
+    """
+    check_number("tangent_scale", tangent_scale, minimum=0, strict=True)
+    check_number("kernel_size", kernel_size, integer=True, minimum=3)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size: expected an odd integer >= 3, got {kernel_size!r}")
+    c = (kernel_size - 1) / 2
+    c_root_c = c * math.sqrt(c)
+    distance = tangent_scale * unit_offsets.norm(dim=-1)
+    return ((1.0 + c_root_c - distance) / c_root_c).clamp_min(0.0)
+
+
+def _unit_offsets(
+    num_samples: int,
+    sampling: str,
+    batch_shape: tuple[int, int, int],
+    dtype: torch.dtype,
+    device: torch.device,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """``z``: the spiral ``(K, 2)``, shared by every pixel, or fresh ``N(0, I)`` draws ``(B, K, Ho, Wo, 2)``."""
+    if sampling == "spiral":
+        return spiral_offsets(num_samples, dtype=dtype, device=device)
+    b, ho, wo = batch_shape
+    draws = torch.randn(b, num_samples - 1, ho, wo, 2, generator=generator, dtype=dtype, device=device)
+    return torch.cat([draws.new_zeros(b, 1, ho, wo, 2), draws], dim=1)
+
+
+def _finite_difference(values: Tensor, dim: int) -> Tensor:
+    """Central differences inside, one-sided at the edges, zero along an axis of length 1."""
+    if values.shape[dim] < 2:
+        return torch.zeros_like(values)
+    return torch.gradient(values, dim=dim)[0]
+
+
+def _tangent_frame(
+    grid: Tensor, scale_x: float, scale_y: float, min_radius: float, tangent_scale: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The map from unit offsets to input pixels, ``A = t sqrt(J J^T + r^2 I)``, as ``(a00, a01, a10, a11)``.
+
+    ``grid (B, Ho, Wo, 2)`` (detached); each entry comes back as ``(B, Ho, Wo)``. The square
+    root of the SPD 2x2 ``S`` is closed-form: ``(S + sqrt(det S) I) / sqrt(tr S + 2 sqrt(det S))``.
+    An axis along which normalized coordinates do not move the pixel (``align_corners=True`` on a
+    size-1 input) gets a zero row: no offsets and no slope along it.
+    """
+    pixels = grid * grid.new_tensor([scale_x, scale_y])
+    along_x, along_y = _finite_difference(pixels, 2), _finite_difference(pixels, 1)  # J's columns, (B, Ho, Wo, 2)
+    diagonal = along_x * along_x + along_y * along_y + min_radius * min_radius
+    s00, s11 = diagonal.unbind(-1)
+    s01 = along_x.prod(-1) + along_y.prod(-1)
+    root_det = (s00 * s11 - s01 * s01).clamp_min(0.0).sqrt()
+    norm = (s00 + s11 + 2.0 * root_det).sqrt().clamp_min(torch.finfo(grid.dtype).tiny)
+    kx = tangent_scale if scale_x > 0 else 0.0
+    ky = tangent_scale if scale_y > 0 else 0.0
+    s01 = s01 / norm
+    return kx * (s00 + root_det) / norm, kx * s01, ky * s01, ky * (s11 + root_det) / norm
+
+
+def _pinv2(a00: Tensor, a01: Tensor, a10: Tensor, a11: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The Moore-Penrose inverse of 2x2 matrices, elementwise: ``adj / det``, or ``A^T / |A|_F^2`` at rank <= 1."""
+    det = a00 * a11 - a01 * a10
+    fro2 = a00 * a00 + a01 * a01 + a10 * a10 + a11 * a11
+    full = det.abs() > 64 * torch.finfo(det.dtype).eps * fro2
+    inv_det = 1.0 / torch.where(full, det, torch.ones_like(det))
+    inv_fro2 = 1.0 / fro2.clamp_min(torch.finfo(det.dtype).tiny)
+    return (
+        torch.where(full, a11 * inv_det, a00 * inv_fro2),
+        torch.where(full, -a01 * inv_det, a10 * inv_fro2),
+        torch.where(full, -a10 * inv_det, a01 * inv_fro2),
+        torch.where(full, a00 * inv_det, a11 * inv_fro2),
+    )
+
+
+def _per_sample(values: Tensor) -> Tensor:
+    """A shared per-sample vector ``(K,)`` viewed as ``(K, 1, 1)`` to broadcast against ``(..., K, Ho, Wo)``."""
+    return values.view(-1, 1, 1) if values.ndim == 1 else values
+
+
+def _contract(values: Tensor, features: Tensor) -> Tensor:
+    """``sum_k features[f, k] values[k]``: ``(..., K, Ho, Wo) -> (..., F, Ho, Wo)``, ``(K,) -> (F,)``.
+
+    ``features`` is shared ``(F, K)`` (one matmul) or per pixel ``(B, 1, F, K, Ho, Wo)``.
+    """
+    if features.ndim == 2:
+        if values.ndim == 1:
+            return features @ values
+        return (features @ values.flatten(-2)).unflatten(-1, values.shape[-2:])
+    return (values.unsqueeze(-4) * features).sum(-3)
+
+
+def _expand(coefficients: Tensor, features: Tensor) -> Tensor:
+    """``sum_f coefficients[f] features[f, k]`` for every ``k``: ``(..., F, Ho, Wo) -> (..., K, Ho, Wo)``."""
+    if features.ndim == 2:
+        if coefficients.ndim == 1:
+            return coefficients @ features
+        return (features.T @ coefficients.flatten(-2)).unflatten(-1, coefficients.shape[-2:])
+    return (coefficients.unsqueeze(-3) * features).sum(-4)
+
+
+def _residual(samples: Tensor, theta: Tensor, features: Tensor) -> Tensor:
+    """``samples - _expand(theta, features)``, fused into one ``baddbmm`` for shared features."""
+    if features.ndim == 2:
+        b, c, k, ho, wo = samples.shape
+        flat = torch.baddbmm(
+            samples.reshape(b * c, k, ho * wo),
+            features.T.expand(b * c, k, 3),
+            theta.reshape(b * c, 3, ho * wo),
+            alpha=-1.0,
+        )
+        return flat.view(b, c, k, ho, wo)
+    return samples - _expand(theta, features)
+
+
+def _plane_fit(
+    samples: Tensor, weights: Tensor, f3: Tensor, f6: Tensor, ridge: float, intercept_row: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """Weighted least squares of ``samples (B, C, K, Ho, Wo)`` on ``[z_x, z_y, 1]``, all channels at once.
+
+    Minimizes ``sum_k pi_k |y_k - theta . [z_k, 1]|^2 + lambda |theta_xy|^2`` with ``lambda =
+    (ridge + eps) * trace`` of the 3x3 normal matrix ``M``. Returns ``theta (B, C, 3, Ho, Wo)``
+    (footprint-frame slopes, then the intercept) and, if asked, ``M^-1 e_3``, the row that turns
+    ``sum_k pi_k [z_k, 1] y_k`` into the intercept (``(3,)`` or ``(B, 1, 3, Ho, Wo)``). Shared
+    weights ``(K,)`` give one constant system, solved once for a ``(3, K)`` coefficient matrix.
+    """
+    moments = _contract(weights, f6)
+    mxx, mxy, myy, mx, my, m1 = moments.unbind(-3) if moments.ndim > 1 else moments.unbind(0)
+    lam = (ridge + torch.finfo(samples.dtype).eps) * (mxx + myy + m1)
+    normal = (mxx + lam, mxy, mx, myy + lam, my, m1)
+    e3 = samples.new_tensor([0.0, 0.0, 1.0])
+    if weights.ndim == 1:
+        theta = _contract(samples, solve_sym3(normal, f3 * weights))
+        return theta, solve_sym3(normal, e3) if intercept_row else None
+    rhs = _contract(samples * weights, f3)  # (B, C, 3, Ho, Wo)
+    if intercept_row:  # one more right-hand side, e_3, solved with the channels
+        rhs = torch.cat([rhs, e3.view(3, 1, 1).expand(rhs.shape[0], 1, *rhs.shape[2:])], dim=1)
+    solution = solve_sym3(normal, rhs.movedim(-3, 0)).movedim(0, -3)
+    c = samples.shape[1]
+    return solution[:, :c], solution[:, c:] if intercept_row else None
+
+
+def _estn(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int,
+    tangent_scale: float,
+    min_radius: float,
+    kernel_size: int,
+    entropy: float | None,
+    iterations: int,
+    ridge: float,
+    sampling: str,
+    padding_mode: str,
+    align_corners: bool,
+    generator: torch.Generator | None,
+) -> dict[str, Tensor]:
+    """Steps 1-5 and the intercept weights. ``samples`` keeps its graph to ``input``; the rest is detached.
+
+    Layout: the sample index ``k`` sits before ``(Ho, Wo)``, so that sums over samples and the
+    contractions with the shared spiral are fast: samples ``(B, C, K, Ho, Wo)``, per-pixel weights
+    ``(B, 1, K, Ho, Wo)``, shared ones ``(K,)``.
+    """
+    b, c, h, w = input.shape
+    _, ho, wo, _ = grid.shape
+    k = num_samples
+    work = torch.promote_types(input.dtype, torch.float32)
+    scale_x = normalized_to_pixel_scale(w, align_corners)
+    scale_y = normalized_to_pixel_scale(h, align_corners)
+    with torch.no_grad():
+        g = grid.detach().to(work)
+        a00, a01, a10, a11 = _tangent_frame(g, scale_x, scale_y, min_radius, tangent_scale)
+        z = _unit_offsets(k, sampling, (b, ho, wo), work, input.device, generator)
+        inv_x = 1.0 / scale_x if scale_x > 0 else 0.0
+        inv_y = 1.0 / scale_y if scale_y > 0 else 0.0
+        along_zx = torch.stack([a00 * inv_x, a10 * inv_y], dim=-1)  # (B, Ho, Wo, 2), normalized units
+        along_zy = torch.stack([a01 * inv_x, a11 * inv_y], dim=-1)
+        zx, zy = z[..., 0], z[..., 1]
+        ones = torch.ones_like(zx)
+        if z.ndim == 2:  # the shared spiral: features (F, K), points by one matmul
+            f3 = torch.stack([zx, zy, ones])
+            f6 = torch.stack([zx * zx, zx * zy, zy * zy, zx, zy, ones])
+            basis = torch.stack([along_zx, along_zy, g], dim=1).flatten(2)  # (B, 3, Ho*Wo*2)
+            points = (f3.T @ basis).view(b, k, ho, wo, 2)
+            prior = prior_weights(z, tangent_scale, kernel_size)  # (K,)
+        else:  # per-pixel draws: features (B, 1, F, K, Ho, Wo)
+            f3 = torch.stack([zx, zy, ones], dim=1).unsqueeze(1)
+            f6 = torch.stack([zx * zx, zx * zy, zy * zy, zx, zy, ones], dim=1).unsqueeze(1)
+            points = g.unsqueeze(1) + zx.unsqueeze(-1) * along_zx.unsqueeze(1) + zy.unsqueeze(-1) * along_zy.unsqueeze(1)
+            prior = prior_weights(z, tangent_scale, kernel_size).unsqueeze(1)  # (B, 1, K, Ho, Wo)
+    samples = F.grid_sample(
+        input,
+        points.to(input.dtype).view(b, k * ho, wo, 2),
+        mode="bilinear",
+        padding_mode=padding_mode,
+        align_corners=align_corners,
+    ).view(b, c, k, ho, wo)
+    with torch.no_grad():
+        y = samples.detach().to(work)
+        weights = prior
+        if entropy is not None and iterations > 0:
+            # gamma: entropy x the prior-weighted variance of the samples, summed over channels
+            if prior.ndim == 1:
+                normalized = (prior / prior.sum())[None]  # shared features (1, K)
+            else:
+                normalized = (prior / prior.sum(-3, keepdim=True)).unsqueeze(-4)  # (B, 1, 1, K, Ho, Wo)
+            mean, second = _contract(y, normalized), _contract(y * y, normalized)  # (B, C, 1, Ho, Wo)
+            variance = (second - mean * mean).clamp_min(0.0).sum(1, keepdim=True)
+            gamma = entropy * variance + torch.finfo(work).eps * second.sum(1, keepdim=True) + torch.finfo(work).tiny
+            inv_root_gamma = gamma.rsqrt()
+            log_prior = _per_sample(prior).log()
+            for _ in range(iterations):
+                theta, _ = _plane_fit(y, weights, f3, f6, ridge)
+                scaled = _residual(y, theta, f3).mul_(inv_root_gamma)  # (y_k - fit) / sqrt(gamma)
+                if c == 1:
+                    logits = torch.addcmul(log_prior, scaled, scaled, value=-1.0)
+                else:
+                    logits = log_prior - scaled.square_().sum(1, keepdim=True)
+                # pi up to a per-pixel factor, which the fit ignores; the largest is w_k exp(0)
+                weights = logits.sub_(logits.amax(-3, keepdim=True)).exp_()
+        theta, intercept_row = _plane_fit(y, weights, f3, f6, ridge, intercept_row=True)
+        p00, p01, p10, p11 = (p.unsqueeze(1) for p in _pinv2(a00, a01, a10, a11))
+        tx, ty = theta[:, :, 0], theta[:, :, 1]
+        slope = torch.stack([(p00 * tx + p10 * ty) * scale_x, (p01 * tx + p11 * ty) * scale_y], dim=-1)
+    return {
+        "unit_offsets": z,
+        "frame": (a00, a01, a10, a11),
+        "points": points,
+        "samples": samples,
+        "prior": prior,
+        "weights": weights,
+        "intercept_row": intercept_row,
+        "features": f3,
+        "intercept": theta[:, :, 2],
+        "slope": slope,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class ESTNFit:
+    """What ESTN computed for one call, detached. ``K = num_samples``; the sample index precedes ``(Ho, Wo)``.
+
+    Attributes:
+        unit_offsets: ``z``: ``(K, 2)`` (spiral, shared) or ``(B, K, Ho, Wo, 2)`` (random).
+        offsets: ``p_ik - p_i`` in input pixels, ``(B, K, Ho, Wo, 2)``.
+        points: the sample points in normalized coordinates, ``(B, K, Ho, Wo, 2)``.
+        samples: ``I(p_ik)`` (bilinear), ``(B, C, K, Ho, Wo)``.
+        prior: Eq. 5's weights ``w``, ``(B, 1, K, Ho, Wo)``.
+        weights: the final sample weights ``pi``, normalized to sum 1 over ``K``, ``(B, 1, K, Ho, Wo)``.
+        intercept_weights: ``beta (B, 1, K, Ho, Wo)``: the intercept is ``sum_k beta_k I(p_ik)``.
+        intercept: the fitted value at ``p_i``, ``(B, C, Ho, Wo)``.
+        slope: ``(dI/dgx, dI/dgy)`` in normalized units, ``(B, C, Ho, Wo, 2)``.
+    """
+
+    unit_offsets: Tensor
+    offsets: Tensor
+    points: Tensor
+    samples: Tensor
+    prior: Tensor
+    weights: Tensor
+    intercept_weights: Tensor
+    intercept: Tensor
+    slope: Tensor
+
+
+def estn_fit(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int = 9,
+    tangent_scale: float = 0.5,
+    min_radius: float = 0.5,
+    kernel_size: int = 3,
+    entropy: float | None = 1.0,
+    iterations: int = 2,
+    ridge: float = 1e-6,
+    sampling: Sampling = "spiral",
+    padding_mode: PaddingMode = "zeros",
+    align_corners: bool = False,
+    generator: torch.Generator | None = None,
+) -> ESTNFit:
+    """Everything ESTN computes for ``input (B, C, H, W)`` at ``grid (B, Ho, Wo, 2)``, detached.
+
+    Same arguments as :func:`estn_sample` (less ``value``). For inspection and tests: the
+    sample points and values, the prior, entropy and intercept weights, the fitted intercept
+    and slopes.
+
+    Examples:
+        >>> fit = estn_fit(torch.rand(1, 3, 16, 16), torch.rand(1, 4, 4, 2) - 0.5)
+        >>> fit.samples.shape, fit.intercept_weights.sum(2).allclose(torch.ones(1, 1, 4, 4))
+        (torch.Size([1, 3, 9, 4, 4]), True)
+    """
+    check_sampling_inputs(input, grid)
+    check_estn_hparams(
+        num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius, kernel_size=kernel_size,
+        entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value="fit",
+        padding_mode=padding_mode, align_corners=align_corners,
+    )  # fmt: skip
+    with torch.no_grad():
+        parts = _estn(
+            input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
+            kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling,
+            padding_mode=padding_mode, align_corners=align_corners, generator=generator,
+        )  # fmt: skip
+        a00, a01, a10, a11 = (a.unsqueeze(1) for a in parts.pop("frame"))
+        zx, zy = _per_sample(parts["unit_offsets"][..., 0]), _per_sample(parts["unit_offsets"][..., 1])
+        offsets = torch.stack([a00 * zx + a01 * zy, a10 * zx + a11 * zy], dim=-1)
+        b, c, k, ho, wo = parts["samples"].shape
+        parts["intercept_weights"] = parts["weights"] * _expand(parts.pop("intercept_row"), parts.pop("features"))
+        for key in ("prior", "weights", "intercept_weights"):
+            parts[key] = _per_sample(parts[key]).expand(b, 1, k, ho, wo)
+        parts["weights"] = parts["weights"] / parts["weights"].sum(2, keepdim=True)
+    return ESTNFit(offsets=offsets, **{key: value.detach() for key, value in parts.items()})
+
+
+def estn_sample(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int = 9,
+    tangent_scale: float = 0.5,
+    min_radius: float = 0.5,
+    kernel_size: int = 3,
+    entropy: float | None = 1.0,
+    iterations: int = 2,
+    ridge: float = 1e-6,
+    sampling: Sampling = "spiral",
+    value: Value = "fit",
+    padding_mode: PaddingMode = "zeros",
+    align_corners: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample ``input (B, C, H, W)`` at ``grid (B, Ho, Wo, 2)`` the ESTN way; returns ``(B, C, Ho, Wo)``.
+
+    Per output pixel ``i``, with ``p_i`` the grid point in input pixels (``grid_sample``'s
+    convention for ``align_corners``):
+
+    - ``S_i = J_i J_i^T + r^2 I`` from finite differences ``J_i`` of the grid (input pixels
+      per output pixel), ``r = min_radius``; samples ``p_ik = p_i + t sqrt(S_i) z_k``,
+      ``t = tangent_scale``, ``k = 0..K-1``, ``z_0 = 0`` (Eq. 2-4).
+    - sample weights ``pi_k ∝ w_k exp(-r_k / gamma)`` (Eq. 5, 9-10), ``w`` from :func:`prior_weights`,
+      ``r_k`` the squared residual of sample ``k`` under the current fit (summed over channels),
+      ``gamma = entropy * Var_w[I(p_ik)] + eps``; ``iterations`` rounds of fit and reweight
+      starting from ``pi = w``. ``entropy=None``: ``pi = w`` (the "w/o ER" ablation).
+    - the fit (Eq. 9): ``min sum_k pi_k |I(p_ik) - (a . d_k + c)|^2 + lambda |a|^2`` per channel,
+      ``d_k = p_ik - p_i``, ``lambda = ridge * trace`` of the 3x3 normal matrix; the ridge
+      applies with and without the entropy regularizer.
+    - output ``c = sum_k beta_k I(p_ik)`` (``value="fit"``; ``beta`` detached, ``sum beta = 1``)
+      or bilinear's ``I(p_i)`` (``value="center"``). Gradient to ``input``: through the samples
+      with ``beta`` fixed (bilinear's at ``p_i`` for ``"center"``). Gradient to ``grid``: the
+      fitted slope ``a``, in normalized units, summed over channels by the chain rule.
+
+    All ``K`` samples come from one ``grid_sample`` call on a ``(B, Ho, Wo*K, 2)`` grid; only
+    ``K x output``-sized tensors are kept for backward.
+
+    Args:
+        input: ``(B, C, H, W)`` floating tensor.
+        grid: ``(B, Ho, Wo, 2)`` normalized ``(x, y)``, same dtype and device.
+        num_samples: ``K >= 4``, the centre included.
+        tangent_scale: ``t > 0``, the samples' spread in units of the footprint.
+        min_radius: ``r >= 0``, the footprint's floor in input pixels (keeps upsampling fits posed).
+        kernel_size: ``N``, odd ``>= 3``: Eq. 5's neighbourhood size.
+        entropy: the regularizer's strength relative to the samples' variance, or ``None`` for none.
+        iterations: rounds of fit and reweight (ignored with ``entropy=None``).
+        ridge: Tikhonov weight on the slopes, relative to the normal matrix's trace.
+        sampling: ``"spiral"`` (deterministic) or ``"random"`` (fresh ``N(0, I)`` per pixel).
+        value: ``"fit"`` (the intercept) or ``"center"`` (bilinear's value at ``p_i``).
+        padding_mode, align_corners: as in ``grid_sample``, for every sample.
+        generator: seeds ``sampling="random"`` (else torch's global generator).
+
+    Examples:
+        >>> image = torch.arange(64.0).view(1, 1, 8, 8)  # I = 8 py + px: linear
+        >>> grid = torch.tensor([[[[0.0, 0.0]]]], requires_grad=True)  # pixel (3.5, 3.5)
+        >>> out = estn_sample(image, grid)
+        >>> round(out.item(), 4)
+        31.5
+        >>> out.backward(); [round(v, 3) for v in grid.grad.flatten().tolist()]  # (1 * 8/2, 8 * 8/2)
+        [4.0, 32.0]
+    """
+    check_sampling_inputs(input, grid)
+    check_estn_hparams(
+        num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius, kernel_size=kernel_size,
+        entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value=value,
+        padding_mode=padding_mode, align_corners=align_corners,
+    )  # fmt: skip
+    parts = _estn(
+        input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
+        kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling,
+        padding_mode=padding_mode, align_corners=align_corners, generator=generator,
+    )  # fmt: skip
+    value_weights = (parts["weights"], parts["intercept_row"], parts["features"]) if value == "fit" else ()
+    out = parts["intercept"] if value == "fit" else parts["samples"].detach()[:, :, 0]
+    return _Output.apply(parts["samples"], grid, out.to(input.dtype), parts["slope"], *value_weights)
+
+
+class _Output(torch.autograd.Function):
+    """ESTN's output with its two gradients: the value is precomputed, the backward is explicit.
+
+    ``forward(samples (B, C, K, Ho, Wo), grid, value (B, C, Ho, Wo), slope (B, C, Ho, Wo, 2),
+    [weights, intercept_row, features])``. Gradient to ``samples``: ``grad * beta_k`` with
+    ``beta = weights * (features^T intercept_row)`` (formed only here, in backward), or ``grad`` at
+    ``k = 0`` alone without the three (``value="center"``). Gradient to ``grid``:
+    ``sum_c grad * slope``. Only ``K x output``-sized tensors are saved.
+    """
+
+    @staticmethod
+    def forward(ctx, samples: Tensor, grid: Tensor, value: Tensor, slope: Tensor, *intercept: Tensor) -> Tensor:
+        ctx.samples_shape = samples.shape
+        ctx.save_for_backward(slope, *intercept)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        slope, *intercept = ctx.saved_tensors
+        grad_samples = grad_grid = None
+        if ctx.needs_input_grad[0]:
+            if intercept:
+                weights, row, features = intercept
+                row_grad = grad.to(row.dtype).unsqueeze(-3) * _per_sample(row)  # (B, C, 3, Ho, Wo)
+                grad_samples = (_per_sample(weights) * _expand(row_grad, features)).to(grad.dtype)
+            else:
+                grad_samples = grad.new_zeros(ctx.samples_shape)
+                grad_samples[:, :, 0] = grad
+        if ctx.needs_input_grad[1]:
+            grad_grid = (grad.unsqueeze(-1) * slope.to(grad.dtype)).sum(1)
+        return grad_samples, grad_grid, None, None, *(None for _ in intercept)
+
+
+@register("estn", tags=("multisample",))
+class ESTN(Interpolator):
+    """ESTN as implemented here: tangent-space samples, entropy-regularized plane fit (see :func:`estn_sample`).
+
+    ``stochastic`` is ``False`` on the class because the default ``sampling="spiral"`` is
+    deterministic; an instance built with ``sampling="random"`` reports ``stochastic = True``.
+
+    Args:
+        num_samples, tangent_scale, min_radius, kernel_size, entropy, iterations, ridge,
+        sampling, value: see :func:`estn_sample`.
+        padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
+        align_corners: ``grid_sample``'s coordinate convention.
+
+    Shape:
+        input ``(B, C, H, W)``, grid ``(B, Ho, Wo, 2)`` -> ``(B, C, Ho, Wo)``.
+
+    Examples:
+        >>> sampler = ESTN(num_samples=12)
+        >>> sampler(torch.rand(2, 3, 32, 32), torch.rand(2, 8, 8, 2) * 2 - 1).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    stochastic: ClassVar[bool] = False
+    reference = (
+        "Shamsolmoali, Zareapoor, Entropy Transformer Networks: A Learning Approach via Tangent Bundle "
+        "Data Manifold, Sec. 3.1 (Eq. 2-10); this project's reading, docs/methods/estn.md"
+    )
+    summary = "ESTN: tangent-frame multi-sampling, entropy-regularized weighted plane fit (9 samples)"
+
+    def __init__(
+        self,
+        num_samples: int = 9,
+        tangent_scale: float = 0.5,
+        min_radius: float = 0.5,
+        kernel_size: int = 3,
+        entropy: float | None = 1.0,
+        iterations: int = 2,
+        ridge: float = 1e-6,
+        sampling: Sampling = "spiral",
+        value: Value = "fit",
+        padding_mode: PaddingMode = "zeros",
+        align_corners: bool = False,
+    ) -> None:
+        super().__init__(padding_mode=padding_mode, align_corners=align_corners)
+        check_estn_hparams(
+            num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius, kernel_size=kernel_size,
+            entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value=value,
+            padding_mode=padding_mode, align_corners=align_corners,
+        )  # fmt: skip
+        self.num_samples = num_samples
+        self.tangent_scale = tangent_scale
+        self.min_radius = min_radius
+        self.kernel_size = kernel_size
+        self.entropy = entropy
+        self.iterations = iterations
+        self.ridge = ridge
+        self.sampling = sampling
+        self.value = value
+        self.stochastic = sampling == "random"
+
+    def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
+        return estn_sample(input, grid, generator=generator, **self.hparams())
+
+
+# --- reference implementation (tests only) ------------------------------------------------
+
+
+def _estn_reference(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int = 9,
+    tangent_scale: float = 0.5,
+    min_radius: float = 0.5,
+    kernel_size: int = 3,
+    entropy: float | None = 1.0,
+    iterations: int = 2,
+    ridge: float = 1e-6,
+    sampling: str = "spiral",
+    value: str = "fit",
+    padding_mode: str = "zeros",
+    align_corners: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """A slow, literal transcription of :func:`estn_sample` that the tests hold the fast path to.
+
+    Takes ``sqrt(S)`` by an eigendecomposition, samples with one ``grid_sample`` call per ``k``,
+    materializes the design matrices ``X = [z_x, z_y, 1] (B, Ho, Wo, K, 3)``, solves every system
+    with :func:`torch.linalg.solve` and maps the slopes to pixels with :func:`torch.linalg.pinv`.
+    """
+    b, c, h, w = input.shape
+    _, ho, wo, _ = grid.shape
+    k = num_samples
+    scale = torch.tensor(
+        [normalized_to_pixel_scale(w, align_corners), normalized_to_pixel_scale(h, align_corners)],
+        dtype=input.dtype,
+    )
+    g = grid.detach()
+    p = g * scale  # pixel coordinates up to a constant shift
+
+    def diff(t: Tensor, dim: int) -> Tensor:
+        n = t.shape[dim]
+        if n < 2:
+            return torch.zeros_like(t)
+        out = torch.empty_like(t)
+        out.narrow(dim, 1, n - 2).copy_((t.narrow(dim, 2, n - 2) - t.narrow(dim, 0, n - 2)) / 2)
+        out.narrow(dim, 0, 1).copy_(t.narrow(dim, 1, 1) - t.narrow(dim, 0, 1))
+        out.narrow(dim, n - 1, 1).copy_(t.narrow(dim, n - 1, 1) - t.narrow(dim, n - 2, 1))
+        return out
+
+    jac = torch.stack([diff(p, 2), diff(p, 1)], dim=-1)  # (B, Ho, Wo, 2 [px, py], 2 [d/dox, d/doy])
+    cov = jac @ jac.transpose(-1, -2) + min_radius**2 * torch.eye(2, dtype=input.dtype)
+    evals, evecs = torch.linalg.eigh(cov)
+    root = evecs @ torch.diag_embed(evals.clamp_min(0).sqrt()) @ evecs.transpose(-1, -2)
+    frame = tangent_scale * (scale > 0).to(input.dtype).unsqueeze(-1) * root  # A, (B, Ho, Wo, 2, 2)
+    z = _unit_offsets(k, sampling, (b, ho, wo), input.dtype, input.device, generator)
+    z = z.view(k, 1, 1, 2) if z.ndim == 2 else z
+    z = z.expand(b, k, ho, wo, 2).permute(0, 2, 3, 1, 4)  # (B, Ho, Wo, K, 2)
+    offsets = (frame.unsqueeze(-3) @ z.unsqueeze(-1)).squeeze(-1)  # input pixels
+    inv_scale = torch.where(scale > 0, 1.0 / scale.clamp_min(1e-300), torch.zeros_like(scale))
+    points = g.unsqueeze(-2) + offsets * inv_scale
+    samples = torch.stack(
+        [
+            F.grid_sample(input, points[..., j, :], padding_mode=padding_mode, align_corners=align_corners)
+            for j in range(k)
+        ],
+        dim=-1,
+    )  # (B, C, Ho, Wo, K)
+    y = samples.detach().permute(0, 2, 3, 4, 1)  # (B, Ho, Wo, K, C)
+    design = torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)  # (B, Ho, Wo, K, 3)
+    prior = prior_weights(z, tangent_scale, kernel_size)  # (B, Ho, Wo, K)
+    slope_mask = torch.diag(torch.tensor([1.0, 1.0, 0.0], dtype=input.dtype))
+    eps = torch.finfo(input.dtype).eps
+
+    def normal_matrix(weights: Tensor) -> Tensor:
+        m = design.transpose(-1, -2) @ (weights.unsqueeze(-1) * design)
+        trace = m.diagonal(dim1=-2, dim2=-1).sum(-1)
+        return m + (ridge + eps) * trace[..., None, None] * slope_mask
+
+    def fit(weights: Tensor) -> Tensor:  # (B, Ho, Wo, 3, C)
+        return torch.linalg.solve(normal_matrix(weights), design.transpose(-1, -2) @ (weights.unsqueeze(-1) * y))
+
+    weights = prior / prior.sum(-1, keepdim=True)
+    if entropy is not None:
+        mean = (weights.unsqueeze(-1) * y).sum(-2)
+        second = (weights.unsqueeze(-1) * y * y).sum(-2)
+        gamma = entropy * (second - mean**2).clamp_min(0).sum(-1) + eps * second.sum(-1) + torch.finfo(y.dtype).tiny
+        for _ in range(iterations):
+            residual = (y - design @ fit(weights)).square().sum(-1)  # (B, Ho, Wo, K)
+            logits = prior.log() - residual / gamma[..., None]
+            unnormalized = torch.exp(logits - logits.max(-1, keepdim=True).values)
+            weights = unnormalized / unnormalized.sum(-1, keepdim=True)
+    coefficients = torch.linalg.solve(normal_matrix(weights), design.transpose(-1, -2) * weights.unsqueeze(-2))
+    theta = coefficients @ y  # (B, Ho, Wo, 3, C): footprint-frame slopes, intercept
+    if value == "fit":
+        out = (samples * coefficients[..., 2, :].unsqueeze(1)).sum(-1)
+    else:
+        out = samples[..., 0]
+    slope = torch.linalg.pinv(frame).transpose(-1, -2) @ theta[..., :2, :] * scale.view(2, 1)  # normalized units
+    shift = grid - grid.detach()
+    return out + (slope * shift.unsqueeze(-1)).sum(-2).permute(0, 3, 1, 2)

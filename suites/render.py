@@ -60,7 +60,7 @@ def interior_mask(theta: Tensor, in_size: tuple[int, int], out_size: tuple[int, 
             # shift the output grid by half an output pixel to reach the footprint's corners
             shift = torch.tensor([dx / wo, dy / ho], dtype=theta.dtype, device=theta.device)
             grid = F.affine_grid(theta, [b, 1, ho, wo], align_corners=False)
-            corners.append(grid + shift @ theta[:, :, :2].transpose(1, 2).unsqueeze(1))
+            corners.append(grid + (shift @ theta[:, :, :2].transpose(1, 2)).reshape(b, 1, 1, 2))
     pts = torch.stack(corners)  # (4, B, Ho, Wo, 2) normalized
     px = ((pts[..., 0] + 1) * w - 1) / 2
     py = ((pts[..., 1] + 1) * h - 1) / 2

@@ -16,3 +16,7 @@ def device(request) -> torch.device:
 @pytest.fixture(params=[torch.float32, torch.float64], ids=["float32", "float64"])
 def dtype(request) -> torch.dtype:
     return request.param
+
+
+# the harness tests' fixture (a fake suite map and a clean working directory)
+from harness_fixtures import fake_suites  # noqa: E402,F401

@@ -57,16 +57,19 @@ class TestContract:
         torch.testing.assert_close(out, torch.full_like(out, 0.37))
 
     def test_identity_grid_on_matching_size(self, name):
-        # an identity grid at the input's own size samples pixel centres: bilinear's answer
-        image = torch.rand(1, 1, 12, 12, dtype=torch.float64)
+        # an identity grid at the input's own size samples pixel centres: the baselines return the
+        # input exactly; multi-sampling methods may smooth, but stay close on a smooth image
+        torch.manual_seed(0)
+        ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+        image = (0.5 + 0.3 * torch.sin(xs / 3) * torch.cos(ys / 4)).to(torch.float64)[None, None]
         theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], dtype=torch.float64)
         grid = F.affine_grid(theta, [1, 1, 12, 12], align_corners=False)
         out = interpolators.create(name, padding_mode="border")(image, grid)
         inner = (slice(None), slice(None), slice(3, -3), slice(3, -3))
         if name in ("nearest", "bilinear", "bicubic"):
             torch.testing.assert_close(out, image)
-        else:  # multi-sampling methods may smooth, but stay close on the interior
-            assert (out - image)[inner].abs().mean() < 0.25
+        else:
+            assert (out - image)[inner].abs().mean() < 0.05
 
     def test_non_contiguous(self, name):
         image, grid = _inputs(b=2, c=3, h=11, w=9)

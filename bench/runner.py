@@ -1,0 +1,279 @@
+"""Run suites' cells into a run folder, one at a time, resumably.
+
+For each suite of the config, in order: ask it for its cells, skip those the
+run folder already holds with status ``"ok"`` (so ``--resume`` re-runs the
+failed and the missing ones), and run each of the others after seeding
+``torch``, ``numpy`` and ``random`` with ``cell.seed``. A cell that raises, or
+returns a row that is malformed or whose value is NaN or infinite, is stored
+as ``"failed"`` with its error and the run goes on. Ctrl-C stops the run after
+the cells finished so far (the one in flight is lost); ``--resume`` finishes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import numbers
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import interpolators
+import suites
+from bench.environment import environment
+from bench.store import REPORT_FILE, CellRecord, RunStore, to_jsonable
+from suites.base import Cell, RunConfig, Suite
+
+#: ``meta.json`` layout version
+META_FORMAT = 1
+#: exit code of a run stopped by Ctrl-C (the shell's convention, 128 + SIGINT)
+EXIT_INTERRUPTED = 130
+
+
+def now() -> str:
+    """The local time in ISO 8601 with its UTC offset, to the second."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class Plan:
+    """The suites of a config and the cells each one plans, in run order."""
+
+    suites: dict[str, Suite]
+    cells: dict[str, list[Cell]]
+
+    @property
+    def keys(self) -> list[str]:
+        return [cell.key for cells in self.cells.values() for cell in cells]
+
+
+def make_plan(config: RunConfig) -> Plan:
+    """Ask every suite of ``config`` for its cells; raises ``ValueError`` naming a suite that cannot plan.
+
+    A suite rejects options it cannot use (an unknown dataset, a missing folder,
+    ...) by raising ``ValueError`` or ``TypeError`` from ``cells``; this also
+    happens when a suite returns something other than cells or a cell twice.
+    """
+    plan = Plan({}, {})
+    seen: dict[str, Cell] = {}
+    for name in config.suites:
+        suite = suites.get(name)
+        try:
+            cells = list(suite.cells(config))
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            raise ValueError(f"suite {name!r}: {err}") from err
+        for cell in cells:
+            if not isinstance(cell, Cell):
+                raise TypeError(f"suite {name!r}: cells() must return Cell objects, got {type(cell).__name__}")
+            if cell.key in seen:
+                raise ValueError(f"suite {name!r}: planned the cell {cell.key} twice ({cell.params}, seed {cell.seed})")
+            seen[cell.key] = cell
+        plan.suites[name] = suite
+        plan.cells[name] = cells
+    return plan
+
+
+def full_hparams(cell: Cell) -> dict[str, Any]:
+    """The interpolator's full hyperparameters: ``cell.hparams`` merged over its defaults.
+
+    Falls back to ``cell.hparams`` when the interpolator cannot be created here
+    (the cell then records its own error when it runs).
+    """
+    try:
+        return to_jsonable(interpolators.create(cell.interpolator, **cell.hparams).hparams())
+    except Exception:  # noqa: BLE001
+        return to_jsonable(dict(cell.hparams))
+
+
+class CellError(ValueError):
+    """A cell returned rows the runner cannot store (malformed, or a value that is NaN or infinite)."""
+
+
+def check_rows(rows: Any) -> list[dict[str, Any]]:
+    """``rows`` as plain JSON types; raises :class:`CellError` unless each has a finite ``value``.
+
+    Each row must be a dict with a ``metric`` (str), a real ``value`` and a
+    ``unit`` (str); NaN and infinite values count as a failure of the cell.
+    """
+    if not isinstance(rows, (list, tuple)):
+        raise CellError(f"run_cell must return a list of row dicts, got {type(rows).__name__}")
+    try:
+        rows = to_jsonable(list(rows))
+    except (TypeError, ValueError) as err:
+        raise CellError(f"rows are not JSON-serialisable: {err}") from err
+    problems = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CellError(f"row {i}: expected a dict, got {type(row).__name__}")
+        missing = [k for k in ("metric", "value", "unit") if k not in row]
+        if missing:
+            raise CellError(f"row {i}: missing {missing}; a row needs 'metric', 'value' and 'unit', got {sorted(row)}")
+        value = row["value"]
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise CellError(f"row {i} ({row['metric']}): value must be a real number, got {value!r}")
+        if not math.isfinite(value):
+            problems.append(f"{row['metric']}={value}")
+    if problems:
+        raise CellError(f"non-finite value(s): {', '.join(problems)}", rows)
+    return rows
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and ``random`` with ``seed``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellRecord:
+    """Run one cell in isolation and return its record; ``KeyboardInterrupt`` passes through."""
+    hparams = full_hparams(cell)
+    started, t0 = now(), time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    error = None
+    try:
+        seed_everything(cell.seed)
+        rows = check_rows(suite.run_cell(cell, config, run_dir))
+    except Exception as err:  # noqa: BLE001  any error of a cell is recorded, and the run goes on
+        if isinstance(err, CellError) and len(err.args) > 1:
+            rows = err.args[1]  # keep the rows of a NaN cell: they show which metric broke
+        summary = traceback.format_exception(type(err), err, err.__traceback__, limit=-8)
+        error = f"{type(err).__name__}: {err.args[0] if isinstance(err, CellError) else err}\n\n" + "".join(summary)
+    return CellRecord(
+        cell=cell,
+        hparams=hparams,
+        status="ok" if error is None else "failed",
+        rows=rows,
+        error=error,
+        started=started,
+        finished=now(),
+        duration_s=round(time.perf_counter() - t0, 6),
+    )
+
+
+def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[str, Any]:
+    """The ``meta.json`` of a new run: config, suites, planned cells, environment and times."""
+    started = now()
+    return {
+        "format": META_FORMAT,
+        "config": config.to_json(),
+        "suites": {
+            name: {
+                "summary": suite.summary,
+                "x_param": suite.x_param,
+                "class": f"{type(suite).__module__}.{type(suite).__qualname__}",
+            }
+            for name, suite in plan.suites.items()
+        },
+        "planned": plan.keys,
+        "environment": environment(config.device),
+        "command": command,
+        "started": started,
+        "finished": None,
+        "sessions": [],
+    }
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a session ended: cells run now, planned cells failed in the store, Ctrl-C, and the report written."""
+
+    ran: int
+    failed: int
+    interrupted: bool
+    report_written: bool = True
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return 1 if self.failed or not self.report_written else 0
+
+
+def execute(
+    store: RunStore,
+    config: RunConfig,
+    plan: Plan,
+    *,
+    progress: bool = True,
+    command: list[str] | None = None,
+    log: TextIO | None = None,
+) -> Outcome:
+    """Run the cells of ``plan`` that ``store`` does not hold as OK, then write the tables and the report."""
+    log = log or sys.stderr
+    records = store.read_cells()
+    done = {key for key, record in records.items() if record.ok}
+    session: dict[str, Any] = {"started": now(), "command": command, "environment": environment(config.device)}
+    meta = store.read_meta()
+    meta["sessions"].append(session)
+    meta["planned"] = plan.keys
+    store.write_meta(meta)
+
+    ran, interrupted = 0, False
+    try:
+        for name, suite in plan.suites.items():
+            cells = plan.cells[name]
+            todo = [cell for cell in cells if cell.key not in done]
+            with tqdm(
+                total=len(cells),
+                initial=len(cells) - len(todo),
+                desc=name,
+                unit="cell",
+                file=log,
+                disable=not progress,
+                dynamic_ncols=True,
+            ) as bar:
+                for cell in todo:
+                    bar.set_postfix_str(f"{cell.interpolator} {cell.params} seed={cell.seed}", refresh=False)
+                    record = run_one(suite, cell, config, store.root)
+                    store.write_cell(record)
+                    ran += 1
+                    if not record.ok:
+                        first_line = (record.error or "").splitlines()[0]
+                        tqdm.write(f"FAILED {cell.key} ({cell.interpolator}, {cell.params}): {first_line}", file=log)
+                    bar.update(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(
+            f"\ninterrupted: {ran} cell(s) finished in this session are saved in {store.root}; "
+            f"the one in flight is lost. Finish with: python -m bench run --resume {store.root}",
+            file=log,
+        )
+
+    records = store.read_cells()
+    planned = set(plan.keys)
+    failed = sum(1 for key, record in records.items() if key in planned and not record.ok)
+    session |= {"finished": now(), "ran": ran, "failed": failed, "interrupted": interrupted}
+    meta = store.read_meta()
+    meta["sessions"][-1] = session
+    meta["finished"] = None if interrupted else session["finished"]
+    store.write_meta(meta)
+    written = write_outputs(store, log=log)
+    return Outcome(ran=ran, failed=failed, interrupted=interrupted, report_written=written)
+
+
+def write_outputs(store: RunStore, log: TextIO | None = None) -> bool:
+    """Rebuild ``results.csv``, ``summary.csv`` and ``report.html``; returns whether the report was written.
+
+    The tables come first, so a report that cannot be drawn does not cost them;
+    its error is printed to ``log`` instead.
+    """
+    from bench.report import write_report
+
+    log = log or sys.stderr
+    results, _ = store.write_tables()
+    try:
+        write_report(store, results)
+    except Exception as err:  # noqa: BLE001  the cells and tables are safe; say what broke
+        print(f"report: could not write {store.root / REPORT_FILE}: {type(err).__name__}: {err}", file=log)
+        traceback.print_exc(file=log)
+        return False
+    return True

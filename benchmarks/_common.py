@@ -1,0 +1,44 @@
+"""What every benchmark shares: the method list, pinned threads and the cost suite's inputs.
+
+The method list is fixed (not read from the registry) so that results stay comparable
+across commits: a method a commit lacks is skipped by raising ``NotImplementedError``
+in ``setup``, which asv reports as skipped rather than failed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import interpolators
+
+try:  # the cost suite's measurement helpers; a commit before it skips every benchmark
+    from suites import cost
+except ImportError:
+    cost = None
+
+#: threads every benchmark runs at (.ci/asv-smoke also exports OMP_NUM_THREADS=2)
+THREADS = 2
+#: every method the benchmarks track, built in or not yet
+METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn"]
+
+
+def pin_threads() -> None:
+    torch.set_num_threads(THREADS)
+
+
+def create(name: str):
+    """The interpolator ``name`` with its defaults; ``NotImplementedError`` (asv: skip) if this commit lacks it."""
+    if cost is None:
+        raise NotImplementedError("suites.cost is not in this commit")
+    if name not in interpolators.available():
+        raise NotImplementedError(f"{name} is not registered at this commit")
+    return interpolators.create(name)
+
+
+def sampling_inputs(size: int, batch: int = 1, channels: int = 1):
+    """``(input, grid, grad_output)`` as the cost suite builds them: ``n x n`` -> ``n x n`` through a small rotation."""
+    generator = torch.Generator().manual_seed(0)
+    input = torch.rand(batch, channels, size, size, generator=generator).requires_grad_(True)
+    grid = cost.rotation_grid(batch, size).requires_grad_(True)
+    grad_output = torch.rand(batch, channels, size, size, generator=generator)
+    return input, grid, grad_output

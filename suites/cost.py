@@ -1,0 +1,613 @@
+"""cost: FLOPs, latency and memory of each interpolator (Fig. 5 of the seed paper).
+
+Every cell samples an ``n x n`` input ``(B, C, n, n)`` onto an ``n x n`` output through
+the grid of a small rotation (``ROTATION_DEG`` about the centre, ``align_corners=False``),
+so the sampling points fall off the lattice as they do inside an STN. The input and the
+grid are float32 leaves that require grad (an STN differentiates through both); the
+backward pass is ``output.backward(grad_output)`` with the leaves' gradients reset first.
+
+Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads``):
+
+- ``flops_forward`` / ``flops_forward_backward``: ``torch.utils.flop_counter.FlopCounterMode``
+  with :data:`GRID_SAMPLER_FLOPS` passed as its ``custom_mapping`` (torch's own registry counts
+  the grid sampler ops as zero; the global registry is left alone).
+- ``analytic_flops_forward``: the method's own count from :data:`ANALYTIC_FLOPS`; no row for a
+  method without a formula (e.g. a plugin).
+- ``uncounted_ops``: how many distinct ops with arithmetic ran without a FLOP formula (they count
+  zero above); the extra column ``ops`` names them. Views, allocation, copies, indexing and
+  comparisons (:data:`NO_ARITHMETIC_OPS`) are not listed.
+- ``latency_forward_ms`` (inference: under ``torch.no_grad``, as Fig. 5 measures) and
+  ``latency_forward_backward_ms`` (training: forward with autograd plus backward), medians, with
+  ``latency_forward_iqr_ms`` / ``latency_forward_backward_iqr_ms``. CPU: ``torch.utils.benchmark``
+  (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded);
+  CUDA: CUDA events around repeated calls, synchronised.
+- ``saved_for_backward_bytes``: the storage bytes autograd keeps for the backward pass, counted by
+  ``torch.autograd.graph.saved_tensors_hooks`` (each storage once): any device.
+- ``peak_allocated_bytes`` (CUDA only): the peak of ``torch.cuda.max_memory_allocated`` during
+  forward + backward above what was allocated before it (the inputs).
+
+FLOP convention: one addition, subtraction, multiplication, division, square root or
+exponential is one FLOP (so a multiply-add is 2, as torch counts ``mm``); comparisons,
+``floor``/rounding, clamping, selection and memory traffic are free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils import benchmark
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+import interpolators
+from suites.base import Cell, RunConfig, Suite
+
+aten = torch.ops.aten
+
+#: rotation of the sampling grid (degrees): small, so the points fall off the lattice
+ROTATION_DEG = 10.0
+#: forward calls before any timing
+WARMUP_CALLS = 3
+#: the baseline every ratio is taken against
+BASELINE = "bilinear"
+#: accuracy metrics Fig. 5c can use, in order of preference (scale/rotation: alignment, fidelity)
+ACCURACY_METRICS = ("align_success", "psnr")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Sizes, batches and channels of a profile, and how long to time each measurement."""
+
+    sizes: tuple[int, ...]
+    batches: tuple[int, ...]
+    channels: tuple[int, ...]
+    min_run_time: float  # seconds per CPU latency measurement (blocked_autorange)
+    cuda_repeats: int  # CUDA event measurements per latency (median and IQR over them)
+
+
+PROFILES = {
+    "quick": Profile(sizes=(28, 64), batches=(1,), channels=(1,), min_run_time=0.05, cuda_repeats=10),
+    "default": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1,), min_run_time=0.2, cuda_repeats=30),
+    "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100),
+}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Grid sampler FLOP formulas (torch's flop counter has none)
+
+#: grid_sampler_2d's integer codes
+_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
+_PADDINGS = {0: "zeros", 1: "border", 2: "reflection"}
+#: FLOPs of folding one coordinate into range with padding_mode="reflection" (|x - min|, fmod, floor-div, flip)
+REFLECT_FLOPS = 5
+#: FLOPs of the 4 Keys cubic weights (a = -0.75) of one axis, argument offsets included: 2 * 5 + 2 * 6 + 3
+CUBIC_WEIGHTS_FLOPS = 25
+#: FLOPs of the derivatives of those 4 weights: 5 + 4 + 4 + 5
+CUBIC_WEIGHT_GRADS_FLOPS = 18
+
+
+def _unnormalize_flops(align_corners: bool) -> int:
+    """FLOPs to map one normalized coordinate to pixels: ``((g + 1) * W - 1) / 2`` is 4, ``(g + 1) / 2 * (W - 1)`` 3."""
+    return 3 if align_corners else 4
+
+
+def _point_flops(mode: str, padding_mode: str, align_corners: bool) -> int:
+    """FLOPs per sampling point shared by all channels: coordinates, padding, interpolation weights."""
+    unnormalize = 2 * _unnormalize_flops(align_corners)
+    reflect = REFLECT_FLOPS if padding_mode == "reflection" else 0
+    if mode == "nearest":
+        return unnormalize + 2 * reflect
+    if mode == "bilinear":
+        # fractions tx, ty (2), 1 - tx, 1 - ty (2), four corner weights (4)
+        return unnormalize + 2 * reflect + 8
+    if mode == "bicubic":
+        # fractions (2), 4 weights per axis; padding folds each of the 16 taps on both axes
+        return unnormalize + 2 + 2 * CUBIC_WEIGHTS_FLOPS + 32 * reflect
+    raise ValueError(f"mode: expected one of {list(_MODES.values())}, got {mode!r}")
+
+
+def _channel_flops(mode: str) -> int:
+    """FLOPs per sampling point and channel of the forward pass."""
+    # nearest copies; bilinear: 4 products + 3 sums; bicubic: 4 row lerps of 4 taps (4 * 7) + 1 column (7)
+    return {"nearest": 0, "bilinear": 7, "bicubic": 35}[mode]
+
+
+def grid_sampler_2d_forward_flops(
+    batch: int, channels: int, out_h: int, out_w: int, mode: str, padding_mode: str, align_corners: bool
+) -> int:
+    """FLOPs of ``grid_sample`` forward: ``B Ho Wo (point + C * channel)``.
+
+    ``point`` (shared by the channels) and ``channel`` per sampling point, ``u = 4``
+    (``3`` with ``align_corners``), ``f = 5`` per reflection fold (0 for zeros/border):
+
+    ============  =======================  =========
+    mode          point                    channel
+    ============  =======================  =========
+    nearest       ``2u + 2f``              0
+    bilinear      ``2u + 2f + 8``          7
+    bicubic       ``2u + 2 + 50 + 32f``    35
+    ============  =======================  =========
+
+    >>> grid_sampler_2d_forward_flops(1, 1, 1, 1, "bilinear", "zeros", False)
+    23
+    """
+    points = batch * out_h * out_w
+    return points * (_point_flops(mode, padding_mode, align_corners) + channels * _channel_flops(mode))
+
+
+def grid_sampler_2d_backward_flops(
+    batch: int,
+    channels: int,
+    out_h: int,
+    out_w: int,
+    mode: str,
+    padding_mode: str,
+    align_corners: bool,
+    input_grad: bool = True,
+    grid_grad: bool = True,
+) -> int:
+    """FLOPs of ``grid_sample``'s backward (``grid_sampler_2d_backward``).
+
+    The backward recomputes each point's forward ``point`` FLOPs, then per point and channel:
+
+    - input gradient (``input_grad``): bilinear scatters ``gOut * w`` to 4 pixels (8), bicubic
+      forms ``gOut * wy_i`` (4) then ``* wx_j`` and accumulates to 16 pixels (32): 36, nearest adds
+      ``gOut`` to 1 pixel (1);
+    - grid gradient (``grid_grad``): bilinear ``gx += ((ne - nw) s + (se - sw) n) gOut`` and the same
+      for ``gy`` (2 x 7 = 14), bicubic the separable sums of values times weights and weight derivatives
+      (4 rows x 2 x 7 + 2 x 7 + 2 = 72), nearest 0; plus per point the chain rule through the
+      unnormalization (2) and, for bicubic, the weight derivatives (2 x 18).
+
+    >>> grid_sampler_2d_backward_flops(1, 1, 1, 1, "bilinear", "zeros", False)
+    40
+    """
+    point = _point_flops(mode, padding_mode, align_corners)
+    channel = 0
+    if input_grad:
+        channel += {"nearest": 1, "bilinear": 8, "bicubic": 36}[mode]
+    if grid_grad and mode != "nearest":
+        point += 2 + (2 * CUBIC_WEIGHT_GRADS_FLOPS if mode == "bicubic" else 0)
+        channel += {"bilinear": 14, "bicubic": 72}[mode]
+    return batch * out_h * out_w * (point + channels * channel)
+
+
+def _grid_sampler_2d_flop(input_shape, grid_shape, interpolation_mode, padding_mode, align_corners, *args,
+                          out_shape=None, **kwargs) -> int:
+    b, c = input_shape[:2]
+    return grid_sampler_2d_forward_flops(
+        b, c, grid_shape[1], grid_shape[2], _MODES[interpolation_mode], _PADDINGS[padding_mode], align_corners
+    )
+
+
+def _grid_sampler_2d_backward_flop(grad_output_shape, input_shape, grid_shape, interpolation_mode, padding_mode,
+                                   align_corners, output_mask, *args, out_shape=None, **kwargs) -> int:
+    b, c = input_shape[:2]
+    return grid_sampler_2d_backward_flops(
+        b, c, grid_shape[1], grid_shape[2], _MODES[interpolation_mode], _PADDINGS[padding_mode], align_corners,
+        input_grad=bool(output_mask[0]), grid_grad=bool(output_mask[1]),
+    )
+
+
+def _cudnn_grid_sampler_flop(input_shape, grid_shape, *args, out_shape=None, **kwargs) -> int:
+    # cuDNN takes over bilinear, zeros, align_corners=True on CUDA
+    return grid_sampler_2d_forward_flops(input_shape[0], input_shape[1], grid_shape[1], grid_shape[2],
+                                         "bilinear", "zeros", True)
+
+
+def _cudnn_grid_sampler_backward_flop(input_shape, grid_shape, grad_output_shape, *args, out_shape=None,
+                                      **kwargs) -> int:
+    return grid_sampler_2d_backward_flops(input_shape[0], input_shape[1], grid_shape[1], grid_shape[2],
+                                          "bilinear", "zeros", True)
+
+
+#: ``custom_mapping`` for ``FlopCounterMode``: the grid sampler ops torch counts as zero
+GRID_SAMPLER_FLOPS: dict[Any, Callable[..., int]] = {
+    aten.grid_sampler_2d: _grid_sampler_2d_flop,
+    aten.grid_sampler_2d_backward: _grid_sampler_2d_backward_flop,
+    aten.cudnn_grid_sampler: _cudnn_grid_sampler_flop,
+    aten.cudnn_grid_sampler_backward: _cudnn_grid_sampler_backward_flop,
+}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Each method's analytic forward count
+
+#: FLOPs of an LU factorization of a 3 x 3 matrix without pivoting: (2 divisions + 4 multiply-adds) + (1 + 1)
+LU3_FLOPS = 13
+#: FLOPs of the forward and back substitution of one right-hand side with that LU: 6 + 9
+SOLVE3_FLOPS = 15
+
+
+def _baseline_flops(mode: str) -> Callable[..., int]:
+    def count(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams: dict[str, Any]) -> int:
+        return grid_sampler_2d_forward_flops(b, c, ho, wo, mode, hparams["padding_mode"], hparams["align_corners"])
+
+    count.__doc__ = f"``grid_sample(mode={mode!r})`` forward."
+    return count
+
+
+def lstn_forward_flops(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams: dict[str, Any]) -> int:
+    """L-STN forward, per output pixel with ``K`` samples and ``M = K - 1`` auxiliary points.
+
+    - offsets: per auxiliary coordinate, scale the noise (1), with ``push_away`` a second scaled
+      draw added (2), add to the sampling point (1): ``2 M (2 + 2 push)``;
+    - ``K`` bilinear samples: ``K (point + 7 C)`` (see :func:`grid_sampler_2d_forward_flops`);
+    - channel-shared normal matrix ``A^T A`` of the rows ``[du, dv, 1]``: ``2 * 9 M``, its LU: 13;
+    - per channel: differences to the centre (``M``), ``A^T b`` (``6 M``), solve (15), and the
+      output ``I(p) + c`` (1 unless ``fixed_bias``).
+    """
+    k = hparams["num_samples"]
+    m = k - 1
+    point = _point_flops("bilinear", hparams["padding_mode"], hparams["align_corners"])
+    offsets = 2 * m * (2 + 2 * int(hparams["push_away"]))
+    samples = k * (point + 7 * c)
+    fit = 18 * m + LU3_FLOPS + c * (7 * m + SOLVE3_FLOPS + (0 if hparams["fixed_bias"] else 1))
+    return b * ho * wo * (offsets + samples + fit)
+
+
+def estn_forward_flops(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams: dict[str, Any]) -> int:
+    """ESTN forward (this project's reading), per output pixel with ``K`` samples, ``M = K - 1``.
+
+    - tangent frame: Jacobian by differences of the grid (12), ``S = J J^T + r^2 I`` (14), the closed-form
+      square root of a 2 x 2 SPD matrix (14) and its scaling by ``t`` (4): 44;
+    - sample points ``p + (t sqrt(S)) z_k`` and their normalization: 10 per auxiliary point;
+    - prior weights: constants for the spiral; for random draws ``|z|``, ``t |z|`` and Eq. 5: 7 per point;
+    - ``K`` bilinear samples: ``K (point + 7 C)``;
+    - each weighted fit: ``W A`` (``3 K``), ``A^T W A`` (``18 K``), LU (13), per channel ``A^T W b``
+      (``6 K``) and a solve (15); without the entropy term one fit plus the ridge (5), with it
+      ``1 + iterations`` fits;
+    - each reweighting (``iterations``): per channel the residuals (``6 K``) and the weighted variance
+      (``5 K - 2``), summed over channels (``(C - 1)(K + 1)``), ``gamma`` (1), ``w exp(-r / gamma)``
+      (``3 K``) and the normalization (``2 K - 1``);
+    - the output is the intercept (or the centre sample): no further FLOPs.
+    """
+    k = hparams["num_samples"]
+    m = k - 1
+    point = _point_flops("bilinear", hparams["padding_mode"], hparams["align_corners"])
+    frame = 44 + 10 * m + (7 * m if hparams["sampling"] == "random" else 0)
+    samples = k * (point + 7 * c)
+    fit = 21 * k + LU3_FLOPS + c * (6 * k + SOLVE3_FLOPS)
+    if hparams["entropy"] is None:
+        solve = fit + 5
+    else:
+        reweight = c * (11 * k - 2) + (c - 1) * (k + 1) + 1 + 3 * k + 2 * k - 1
+        solve = (1 + hparams["iterations"]) * fit + hparams["iterations"] * reweight
+    return b * ho * wo * (frame + samples + solve)
+
+
+#: interpolator name -> ``f(B, C, H, W, Ho, Wo, hparams)``: its forward FLOPs by the convention above
+ANALYTIC_FLOPS: dict[str, Callable[..., int]] = {
+    "nearest": _baseline_flops("nearest"),
+    "bilinear": _baseline_flops("bilinear"),
+    "bicubic": _baseline_flops("bicubic"),
+    "lstn": lstn_forward_flops,
+    "estn": estn_forward_flops,
+}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Measurements
+
+#: ops that move, allocate, view, index or compare but do no arithmetic: not listed as uncounted
+NO_ARITHMETIC_OPS = frozenset(
+    """
+    alias as_strided cat clone contiguous copy detach diagonal empty empty_like empty_strided expand
+    expand_as fill flip full full_like gather index index_put index_select lift_fresh
+    lift_fresh_copy masked_fill movedim narrow new_empty new_empty_strided new_full new_ones
+    new_zeros ones ones_like permute repeat reshape roll select select_backward slice slice_backward
+    split split_with_sizes squeeze stack t transpose unbind unfold unsqueeze view _unsafe_view _to_copy
+    _local_scalar_dense zero zeros zeros_like scalar_tensor arange linspace where eq ne lt le gt ge
+    logical_and logical_or logical_not floor ceil round trunc clamp clamp_min clamp_max sign
+    constant_pad_nd pad _reshape_alias set_ resize_
+    """.split()
+)
+
+
+class _OpLog(TorchDispatchMode):
+    """Records the overload packet of every op that runs (below the flop counter, after its decompositions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: set[Any] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(func.overloadpacket)
+        return func(*args, **(kwargs or {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopCount:
+    """Total FLOPs, per op, and the names of the ops with arithmetic that had no formula."""
+
+    total: int
+    by_op: dict[str, int]
+    uncounted: tuple[str, ...]
+
+
+def count_flops(fn: Callable[[], Any]) -> FlopCount:
+    """FLOPs of ``fn()`` by ``FlopCounterMode`` with :data:`GRID_SAMPLER_FLOPS` as its ``custom_mapping``."""
+    counter = FlopCounterMode(display=False, custom_mapping=GRID_SAMPLER_FLOPS)
+    with _OpLog() as log, counter:  # the log sits below the counter: it sees what the counter lets through
+        fn()
+    counted = counter.flop_registry
+    by_op = {str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    uncounted = sorted(
+        str(op).removeprefix("aten.")
+        for op in log.ops
+        if op not in counted and not {op.__name__, op.__name__.removesuffix("_")} & NO_ARITHMETIC_OPS
+    )
+    return FlopCount(counter.get_total_flops(), by_op, tuple(uncounted))
+
+
+def saved_tensor_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the storages autograd saves for backward while ``fn()`` runs (each storage counted once)."""
+    storages: dict[tuple[str, int], int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        storages[(str(t.device), storage.data_ptr())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def cpu_latency(fn: Callable[[], Any], min_run_time: float, threads: int) -> tuple[float, float]:
+    """``(median, IQR)`` seconds per call of ``fn`` (``torch.utils.benchmark``, ``threads`` threads, warmed up)."""
+    for _ in range(WARMUP_CALLS):
+        fn()
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return measurement.median, measurement.iqr
+
+
+def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """``(median, IQR)`` seconds per call of ``fn`` by CUDA events, synchronised, after a warm-up.
+
+    Each of ``repeats`` measurements times a block of calls sized to last about 10 ms.
+    """
+    for _ in range(WARMUP_CALLS):
+        fn()
+    torch.cuda.synchronize()
+
+    def block(number: int) -> float:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(number):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000 / number
+
+    number = max(1, min(1000, int(0.01 / max(block(1), 1e-6))))
+    times = [block(number) for _ in range(repeats)]
+    q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+    return median, q3 - q1
+
+
+def cuda_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
+    """Peak allocated CUDA bytes while ``fn()`` runs, above what was allocated before it."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def rotation_grid(batch: int, size: int, angle_deg: float = ROTATION_DEG, device: str = "cpu") -> Tensor:
+    """``(B, n, n, 2)`` float32: the grid of a rotation by ``angle_deg`` about the centre, ``n x n`` -> ``n x n``."""
+    a = math.radians(angle_deg)
+    theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], device=device)
+    return F.affine_grid(theta.expand(batch, 2, 3), [batch, 1, size, size], align_corners=False)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The suite
+
+
+class CostSuite(Suite):
+    """FLOPs (counted and analytic), latency and memory per interpolator, input size, batch and channels."""
+
+    name = "cost"
+    summary = "FLOPs, latency (median, IQR) and memory per interpolator, size and batch (Fig. 5)"
+    x_param = "size"
+
+    def cells(self, config: RunConfig) -> list[Cell]:
+        if config.profile not in PROFILES:
+            raise ValueError(f"profile: expected one of {list(PROFILES)}, got {config.profile!r}")
+        profile = PROFILES[config.profile]
+        seeds = range(config.seeds or 1)
+        cells = []
+        for name, overrides in config.interpolators.items():
+            hparams = interpolators.create(name, **overrides).hparams()
+            for size in profile.sizes:
+                for batch in profile.batches:
+                    for channels in profile.channels:
+                        params = {"size": size, "batch": batch, "channels": channels, "device": config.device}
+                        cells.extend(Cell(self.name, name, hparams, params, seed) for seed in seeds)
+        return cells
+
+    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
+        profile = PROFILES[config.profile]
+        p = cell.params
+        size, batch, channels, device = p["size"], p["batch"], p["channels"], torch.device(p["device"])
+        sampler = interpolators.create(cell.interpolator, **cell.hparams).to(device)
+        generator = torch.Generator().manual_seed(cell.seed)
+        input = torch.rand(batch, channels, size, size, generator=generator).to(device).requires_grad_(True)
+        grid = rotation_grid(batch, size, device=str(device)).requires_grad_(True)
+        grad_output = torch.rand(batch, channels, size, size, generator=generator).to(device)
+
+        def forward() -> Tensor:
+            return sampler(input, grid)
+
+        def inference() -> Tensor:
+            with torch.no_grad():
+                return sampler(input, grid)
+
+        def forward_backward() -> None:
+            # .backward with the gradients reset (not autograd.grad, which the flop counter's module
+            # tracker refuses for leaf inputs): no accumulation into old gradients is timed
+            input.grad = grid.grad = None
+            sampler(input, grid).backward(grad_output)
+
+        threads = torch.get_num_threads()
+        rows: list[dict[str, Any]] = []
+
+        def row(metric: str, value: float, unit: str, **extra: Any) -> None:
+            rows.append({"metric": metric, "value": float(value), "unit": unit, "threads": threads, **extra})
+
+        fwd, fwd_bwd = count_flops(forward), count_flops(forward_backward)
+        row("flops_forward", fwd.total, "FLOP")
+        row("flops_forward_backward", fwd_bwd.total, "FLOP")
+        analytic = ANALYTIC_FLOPS.get(cell.interpolator)
+        if analytic is not None:
+            row("analytic_flops_forward", analytic(batch, channels, size, size, size, size, cell.hparams), "FLOP")
+        row("uncounted_ops", len(fwd_bwd.uncounted), "ops", ops=" ".join(fwd_bwd.uncounted))
+        row("saved_for_backward_bytes", saved_tensor_bytes(forward), "B")
+
+        for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
+            if device.type == "cuda":
+                median, iqr = cuda_latency(fn, profile.cuda_repeats)
+            else:
+                median, iqr = cpu_latency(fn, profile.min_run_time, threads)
+            row(f"{metric}_ms", median * 1e3, "ms")
+            row(f"{metric}_iqr_ms", iqr * 1e3, "ms")
+        if device.type == "cuda":
+            row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
+        return rows
+
+    def report_sections(self, results: pd.DataFrame, run_dir: Path) -> list[tuple[str, str]]:
+        cost = results[results["suite"] == self.name] if "suite" in results else results.iloc[:0]
+        if cost.empty:
+            return []
+        return [
+            ("Cost relative to bilinear", ratio_section(cost)),
+            ("Latency vs accuracy (Fig. 5c)", latency_accuracy_section(cost, results, run_dir)),
+        ]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Report sections
+
+#: metrics of the ratio table, in display order
+RATIO_METRICS = (
+    "latency_forward_ms",
+    "latency_forward_backward_ms",
+    "flops_forward",
+    "flops_forward_backward",
+    "analytic_flops_forward",
+    "saved_for_backward_bytes",
+    "peak_allocated_bytes",
+)
+_GROUP = ["metric", "size", "batch", "channels", "device"]
+
+
+def ratios_to_baseline(cost: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
+    """Each interpolator's value over ``baseline``'s in the same (metric, size, batch, channels, device).
+
+    Returns a wide table: index ``(metric, size, batch, channels, device)``, one column per interpolator.
+    """
+    rows = cost[cost["metric"].isin(RATIO_METRICS)]
+    means = rows.groupby(_GROUP + ["interpolator"])["value"].mean().unstack("interpolator")
+    if baseline not in means:
+        raise ValueError(f"{baseline} is not in this run's cost results, so there is nothing to take ratios against")
+    ratios = means.div(means[baseline], axis=0)
+    order = {m: i for i, m in enumerate(RATIO_METRICS)}
+    return ratios.sort_index(key=lambda level: level.map(order) if level.name == "metric" else level)
+
+
+def ratio_section(cost: pd.DataFrame) -> str:
+    """HTML: the ratio table and the ops that went uncounted by the FLOP counter."""
+    try:
+        table = ratios_to_baseline(cost).to_html(float_format=lambda v: f"{v:.2f}", na_rep="-")
+    except ValueError as err:
+        table = f"<p>{err}.</p>"
+    note = (
+        f"<p>Each method's cost divided by {BASELINE}'s in the same run, size, batch and channels "
+        "(latency: medians; FLOPs by the flop counter with the grid sampler formulas, and analytic).</p>"
+    )
+    uncounted = cost[cost["metric"] == "uncounted_ops"]
+    ops = ""
+    if "ops" in uncounted:
+        names = uncounted["ops"].fillna("").astype(str).str.split()
+        listed = names.groupby(uncounted["interpolator"]).agg(lambda lists: " ".join(sorted(set().union(*lists))))
+        ops = "<p>Ops that ran without a FLOP formula (counted as zero):</p>" + listed.to_frame("ops").to_html()
+    return note + table + ops
+
+
+def accuracy_by_interpolator(results: pd.DataFrame) -> tuple[str, pd.Series] | None:
+    """``(metric, mean per interpolator)`` for the first of :data:`ACCURACY_METRICS` in ``results``, else ``None``."""
+    if "metric" not in results:
+        return None
+    others = results[results["suite"] != CostSuite.name] if "suite" in results else results
+    for metric in ACCURACY_METRICS:
+        rows = others[(others["metric"] == metric) & pd.to_numeric(others["value"], errors="coerce").notna()]
+        rows = rows[rows["value"].astype(float).map(math.isfinite)]
+        if not rows.empty:
+            return metric, rows.groupby("interpolator")["value"].mean()
+    return None
+
+
+def _accuracy_source(results: pd.DataFrame, run_dir: Path) -> tuple[str, str, pd.Series] | None:
+    """Accuracy from this run's results, else from ``options.accuracy_from`` in its ``meta.json``."""
+    found = accuracy_by_interpolator(results)
+    if found is not None:
+        return "this run", *found
+    meta = Path(run_dir) / "meta.json"
+    if not meta.is_file():
+        return None
+    source = json.loads(meta.read_text(encoding="utf-8")).get("config", {}).get("options", {}).get("accuracy_from")
+    if not source:
+        return None
+    csv = Path(source) / "results.csv"
+    if not csv.is_file():
+        return None
+    found = accuracy_by_interpolator(pd.read_csv(csv))
+    return (str(source), *found) if found is not None else None
+
+
+def latency_accuracy_section(cost: pd.DataFrame, results: pd.DataFrame, run_dir: Path) -> str:
+    """HTML: latency (batch 1, largest size) vs accuracy per interpolator, or why there is no chart."""
+    source = _accuracy_source(results, run_dir)
+    if source is None:
+        return (
+            "<p>No accuracy results to join: run the cost suite together with scale or rotation "
+            f"(metrics {', '.join(ACCURACY_METRICS)}), or pass a previous run folder as the option "
+            "<code>accuracy_from</code>.</p>"
+        )
+    origin, metric, accuracy = source
+    batch1 = cost[cost["batch"].astype(int) == 1] if "batch" in cost else cost
+    if batch1.empty:
+        return "<p>No batch-1 cost cells in this run: Fig. 5c uses batch 1.</p>"
+    size = int(batch1["size"].max())
+    at = batch1[batch1["size"].astype(int) == size]
+
+    from bench.report import _img, esc, plt  # the report's figure -> inline PNG (matplotlib on Agg)
+
+    panels = (("latency_forward_ms", "inference"), ("latency_forward_backward_ms", "forward + backward"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (metric_name, label) in zip(axes, panels):
+        latency = at[at["metric"] == metric_name].groupby("interpolator")["value"].median()
+        names = [n for n in latency.index if n in accuracy.index]
+        ax.scatter(latency[names], accuracy[names])
+        for n in names:
+            ax.annotate(n, (latency[n], accuracy[n]), textcoords="offset points", xytext=(4, 4))
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{label} latency (ms, batch 1, {size}x{size})")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    caption = f"<p>Accuracy: mean {esc(metric)} per interpolator from {esc(origin)}.</p>"
+    return caption + _img(fig, f"latency vs {metric}")

@@ -1,0 +1,135 @@
+"""A cheap, deterministic suite for the harness tests (registered only by the tests).
+
+Each cell samples a linear ramp ``f(x, y) = x + 2y`` (in pixels) with the
+interpolator on a grid zoomed by ``level`` and shifted off the lattice, and
+reports the mean absolute error against the exact ramp on the interior (zero
+for bilinear and bicubic on a ramp, not for nearest), plus a ``noise`` metric
+drawn from torch's global generator, which shows whether the runner seeded it.
+
+Environment variables make a chosen cell misbehave; each holds a comma-separated
+list of ``interpolator:level:seed`` ids:
+
+- ``FAKE_SUITE_FAIL``: raise ``RuntimeError``;
+- ``FAKE_SUITE_NAN``: report NaN for ``abs_error``;
+- ``FAKE_SUITE_INTERRUPT``: raise ``KeyboardInterrupt`` (Ctrl-C);
+- ``FAKE_SUITE_CRASH``: raise :class:`SimulatedCrash`, a ``BaseException`` the runner does not catch
+  (like a killed process, nothing after it runs); ``FAKE_SUITE_EXIT``: ``os._exit(3)``.
+
+``FAKE_SUITE_LOG`` names a file to which each cell run appends its id.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import interpolators
+from suites.base import Cell, RunConfig, Suite
+
+LEVELS = {"quick": [1, 2], "default": [1, 2, 4], "full": [1, 2, 4, 8]}
+IMAGES = ("ramp", "ramp_t")
+
+
+class SimulatedCrash(BaseException):
+    """Stands for the process dying: not an ``Exception``, so the runner does not record it."""
+
+
+def _ids(variable: str) -> set[str]:
+    return {part.strip() for part in os.environ.get(variable, "").split(",") if part.strip()}
+
+
+def ramp_error(name: str, hparams: dict[str, Any], level: float, transpose: bool) -> float:
+    """Mean |sampled - exact| of the ramp ``x + 2y`` (or ``2x + y``) sampled at a zoom by ``level``."""
+    size = 12
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
+    a, b = (2.0, 1.0) if transpose else (1.0, 2.0)
+    image = (a * x + b * y)[None, None]
+    # output pixel centres in input pixels: around the centre, spaced 1/level, shifted by 0.3 px
+    out = 6
+    coords = (torch.arange(out, dtype=torch.float64) - (out - 1) / 2) / level + (size - 1) / 2 + 0.3
+    py, px = torch.meshgrid(coords, coords, indexing="ij")
+    grid = torch.stack([(2 * px + 1) / size - 1, (2 * py + 1) / size - 1], dim=-1)[None]  # align_corners=False
+    sampler = interpolators.create(name, **hparams)
+    sampled = sampler(image, grid)[0, 0]
+    return float((sampled - (a * px + b * py)).abs().mean())
+
+
+class FakeSuite(Suite):
+    name = "fake"
+    summary = "a ramp sampled at a few zoom levels (tests only)"
+    x_param = "level"
+
+    def cells(self, config: RunConfig) -> list[Cell]:
+        dataset = config.options.get("dataset")
+        if dataset not in (None, "ramp"):
+            raise ValueError(f"dataset: expected 'ramp', got {dataset!r}")
+        seeds = config.seeds or 2
+        return [
+            Cell(self.name, name, dict(hparams), {"level": level}, seed)
+            for name, hparams in config.interpolators.items()
+            for level in LEVELS[config.profile]
+            for seed in range(seeds)
+        ]
+
+    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
+        ident = f"{cell.interpolator}:{cell.params['level']}:{cell.seed}"
+        if os.environ.get("FAKE_SUITE_LOG"):
+            with open(os.environ["FAKE_SUITE_LOG"], "a") as log:
+                log.write(f"{self.name}:{ident}\n")
+        if ident in _ids("FAKE_SUITE_FAIL"):
+            raise RuntimeError(f"told to fail at {ident}")
+        if ident in _ids("FAKE_SUITE_INTERRUPT"):
+            raise KeyboardInterrupt
+        if ident in _ids("FAKE_SUITE_CRASH"):
+            raise SimulatedCrash(ident)
+        if ident in _ids("FAKE_SUITE_EXIT"):
+            os._exit(3)
+        noise = torch.rand(()).item()  # from the global generator the runner seeds with cell.seed
+        rows = []
+        for image in IMAGES:
+            error = ramp_error(cell.interpolator, cell.hparams, cell.params["level"], image == "ramp_t")
+            if ident in _ids("FAKE_SUITE_NAN"):
+                error = float("nan")
+            rows.append({"metric": "abs_error", "value": error, "unit": "px", "image": image})
+        rows.append({"metric": "noise", "value": torch.tensor(noise), "unit": "1"})  # a tensor: the store converts it
+        return rows
+
+    def report_sections(self, results, run_dir: Path) -> list[tuple[str, str]]:
+        n = int((results["suite"] == self.name).sum())
+        return [("Fake <extra> section", f"<p id='fake-extra'>{n} rows of fake</p>")]
+
+
+class FakeSuiteNoX(FakeSuite):
+    """The same cells under another name and without ``x_param`` (bar plots in the report)."""
+
+    name = "fakebar"
+    summary = "the fake suite without a swept parameter (tests only)"
+    x_param = None
+
+
+SUITES = {"fake": "fake_suite:FakeSuite", "fakebar": "fake_suite:FakeSuiteNoX"}
+
+#: the environment variables above, cleared by the ``fake_suites`` fixture
+ENV_VARS = (
+    "FAKE_SUITE_FAIL",
+    "FAKE_SUITE_NAN",
+    "FAKE_SUITE_INTERRUPT",
+    "FAKE_SUITE_CRASH",
+    "FAKE_SUITE_EXIT",
+    "FAKE_SUITE_LOG",
+)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``bench.cli.main(argv)``: its exit code, stdout and stderr."""
+    from bench.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -1,0 +1,191 @@
+"""The HTML report: self-contained, escaped, well-formed; plots and tables that show the right numbers."""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+import suites
+from bench.report import AVERAGED_COLUMNS, MAX_FACET_LEVELS, _varying_columns, metric_plot, metric_table, write_report
+from bench.store import CellRecord, RunStore
+from suites.base import Cell, RunConfig
+
+
+VOID_TAGS = {"meta", "img", "br", "hr", "link", "input", "col", "wbr"}
+EVIL = "<script>alert('x')</script>"
+
+
+class WellFormed(html.parser.HTMLParser):
+    """Checks that every non-void tag is closed in order; collects the ``src`` and ``href`` attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.links: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.links += [v for k, v in attrs if k in ("src", "href")]
+        self.scripts += tag == "script"
+        if tag not in VOID_TAGS:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, (tag, self.stack[-5:])
+        self.stack.pop()
+
+
+def record(cell: Cell, rows, status="ok", error=None) -> CellRecord:
+    return CellRecord(
+        cell, {"padding_mode": "zeros"}, status, rows, error, "2024-01-01T00:00:00", "2024-01-01T00:00:01", 1.0
+    )
+
+
+def synthetic_run(tmp_path, suite="fake", x_param="level") -> RunStore:
+    """A run folder written by hand: two interpolators, levels 1/2/4, two batches, two images, two seeds."""
+    config = RunConfig(suites=(suite,), interpolators={"bilinear": {}, "nearest": {}}, profile="quick")
+    store = RunStore.create(
+        tmp_path / "run",
+        {
+            "config": config.to_json(),
+            "suites": {suite: {"summary": f"summary with {EVIL}", "x_param": x_param}},
+            "planned": [],
+            "environment": {
+                "versions": {"torch": "2.x", "timm": None},
+                "device": {"type": "cpu", "cpu": EVIL},
+                "git": {},
+            },
+            "command": ["python", "-m", "bench", "run", EVIL],
+            "started": "2024-01-01T00:00:00",
+            "finished": "2024-01-01T00:01:00",
+            "sessions": [{"started": "2024-01-01T00:00:00", "finished": "2024-01-01T00:01:00", "ran": 1, "failed": 1}],
+        },
+    )
+    for name, offset in (("bilinear", 0.0), ("nearest", 1.0)):
+        for level in (1, 2, 4):
+            for batch in (1, 8):
+                for seed in (0, 1):
+                    rows = [
+                        {"metric": "err", "value": offset + level + seed + batch / 10, "unit": "px", "image": image}
+                        for image in ("a", "b")
+                    ]
+                    store.write_cell(record(Cell(suite, name, {}, {"level": level, "batch": batch}, seed), rows))
+    bad = Cell(suite, "nearest", {}, {"level": 8, "batch": 1, "note": EVIL}, 0)
+    store.write_cell(
+        record(bad, [], "failed", f'RuntimeError: {EVIL}\n\nTraceback ...\n  File "x.py"\nRuntimeError: {EVIL}')
+    )
+    return store
+
+
+class TestFacets:
+    def test_varying_columns(self):
+        frame = pd.DataFrame(
+            {
+                "interpolator": ["a"] * 4 + ["b"] * 4,
+                "ops": ["add"] * 4 + ["add mul"] * 4,  # a property of the interpolator: neither
+                "level": [1, 2] * 4,
+                "batch": [1, 1, 8, 8] * 2,
+                "image": list("abcdefgh"),
+                "sample_id": range(8),  # many values: averaged
+                "device": ["cpu"] * 8,  # one value: neither
+                "seed": [0, 1] * 4,
+                "value": np.arange(8.0),
+            }
+        )
+        facets, averaged = _varying_columns(frame, "level")
+        assert facets == ["batch"]
+        assert averaged == ["image", "sample_id"]
+        assert "image" in AVERAGED_COLUMNS and MAX_FACET_LEVELS < 8
+
+
+class TestMetricTable:
+    def test_feature_mean_std(self, tmp_path):
+        results = synthetic_run(tmp_path).results()
+        table = metric_table(results, "level", ["batch"])
+        assert list(table.columns) == ["interpolator", "batch", "level=1", "level=2", "level=4"]
+        assert table["interpolator"].tolist() == ["bilinear", "bilinear", "nearest", "nearest"]  # the run's order
+        # nearest, level 2, batch 8: values 1 + 2 + seed + 0.8 over seeds 0, 1 and two images
+        values = np.array([3.8, 3.8, 4.8, 4.8])
+        cell = table[(table.interpolator == "nearest") & (table.batch == 8)]["level=2"].item()
+        assert cell == f"{values.mean():.4g} ± {values.std(ddof=1):.2g}"
+
+    def test_without_x_param(self, tmp_path):
+        results = synthetic_run(tmp_path).results()
+        table = metric_table(results, None, [])
+        assert table.columns.tolist() == ["interpolator", "mean ± std"] and len(table) == 2
+
+
+class TestMetricPlot:
+    def test_lines_show_group_means(self, tmp_path):
+        results = synthetic_run(tmp_path).results()
+        palette = {"bilinear": "C0", "nearest": "C1"}
+        fig = metric_plot(results, "err", "level", palette, ["batch"])
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in axes] == ["batch=1", "batch=8"]
+        assert axes[0].get_xscale() == "linear"  # 1..4 spans less than 8x
+        expected = results[results.batch == 8].groupby(["interpolator", "level"])["value"].mean()
+        lines = [line for line in axes[1].get_lines() if len(line.get_xdata()) == 3]
+        ys = sorted(tuple(line.get_ydata()) for line in lines)
+        assert ys == sorted(tuple(expected[name].to_numpy()) for name in palette)
+        assert len(fig.legends) == 1 and [t.get_text() for t in fig.legends[0].get_texts()] == list(palette)
+        plt.close(fig)
+
+    def test_log_axis_for_wide_ranges(self, tmp_path):
+        results = synthetic_run(tmp_path).results()
+        results["level"] = results["level"].map({1: 0.25, 2: 1.0, 4: 4.0})
+        fig = metric_plot(results, "err", "level", {"bilinear": "C0", "nearest": "C1"}, [])
+        assert fig.axes[0].get_xscale() == "log"
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.25", "1", "4"]
+        plt.close(fig)
+
+    def test_bars_without_x_param(self, tmp_path):
+        results = synthetic_run(tmp_path).results()
+        fig = metric_plot(results, "err", None, {"bilinear": "C0", "nearest": "C1"}, [])
+        heights = [p.get_height() for p in fig.axes[0].patches]
+        np.testing.assert_allclose(heights, results.groupby("interpolator", sort=False)["value"].mean().to_numpy())
+        plt.close(fig)
+
+
+class TestReport:
+    def test_self_contained_escaped_well_formed(self, tmp_path, fake_suites):
+        store = synthetic_run(tmp_path)
+        path = write_report(store)
+        text = path.read_text()
+        parser = WellFormed()
+        parser.feed(text)
+        parser.close()
+        assert parser.stack == []
+        assert parser.scripts == 0 and EVIL not in text  # everything from the run is escaped
+        assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in text
+        assert all(link.startswith(("data:image/png;base64,", "#")) for link in parser.links)
+        images = [link for link in parser.links if link.startswith("data:")]
+        assert len(images) == 1  # one metric
+        assert base64.b64decode(images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        # the suite's own sections come after the plots; its html is included as is, its title escaped
+        assert "Fake &lt;extra&gt; section" in text and "<p id='fake-extra'>48 rows of fake</p>" in text
+        assert "24 OK" in text and "1 failed" in text
+        assert "not installed" in text  # timm: None
+        assert "level=1" in text and "batch" in text
+
+    def test_broken_suite_sections_do_not_break_the_report(self, tmp_path, monkeypatch, fake_suites):
+        store = synthetic_run(tmp_path)
+
+        def explode(self, results, run_dir):
+            raise RuntimeError("no sections today")
+
+        monkeypatch.setattr("fake_suite.FakeSuite.report_sections", explode)
+        text = write_report(store).read_text()
+        assert "Extra sections of fake unavailable: RuntimeError: no sections today" in text
+
+    def test_run_without_results(self, tmp_path, fake_suites):
+        config = RunConfig(suites=("fake",), interpolators={"bilinear": {}})
+        store = RunStore.create(tmp_path / "run", {"config": config.to_json(), "planned": ["fake-x"], "sessions": []})
+        text = write_report(store).read_text()
+        assert "No finished cells." in text and "1 not run" in text
+        assert json.loads((store.root / "meta.json").read_text())["planned"] == ["fake-x"]
+        assert suites.available() == ["fake", "fakebar"]

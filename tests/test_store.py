@@ -1,0 +1,244 @@
+"""The result store: atomic writes, cell records, the tidy results frame and the summary statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.runner import CellError, check_rows
+from bench.store import (
+    CellRecord,
+    NotARunError,
+    RunStore,
+    atomic_write_json,
+    results_frame,
+    summarize,
+    t_quantile,
+    to_jsonable,
+)
+from suites.base import Cell, RunConfig
+
+
+def make_record(value=1.0, *, seed=0, status="ok", params=None, rows=None, interpolator="bilinear") -> CellRecord:
+    cell = Cell("fake", interpolator, {}, params if params is not None else {"level": 1}, seed)
+    return CellRecord(
+        cell=cell,
+        hparams={"align_corners": False, "padding_mode": "zeros"},
+        status=status,
+        rows=rows if rows is not None else [{"metric": "m", "value": value, "unit": "px"}],
+        error=None if status == "ok" else "RuntimeError: boom",
+        started="2024-01-01T00:00:00+00:00",
+        finished="2024-01-01T00:00:01+00:00",
+        duration_s=1.0,
+    )
+
+
+def make_store(tmp_path, planned=()) -> RunStore:
+    config = RunConfig(suites=("fake",), interpolators={"bilinear": {}})
+    return RunStore.create(tmp_path / "run", {"config": config.to_json(), "planned": list(planned), "sessions": []})
+
+
+class TestAtomicWrite:
+    def test_smoke(self, tmp_path):
+        path = tmp_path / "a.json"
+        atomic_write_json(path, {"x": np.float32(1.5), "t": torch.tensor([1, 2]), "nan": float("nan")})
+        data = json.loads(path.read_text())
+        assert data["x"] == 1.5 and data["t"] == [1, 2] and math.isnan(data["nan"])
+        assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+    def test_crash_midway_leaves_no_partial_file(self, tmp_path, monkeypatch):
+        def dump_half_then_die(obj, fp, **kwargs):
+            fp.write('{"rows": [1, 2')
+            fp.flush()
+            raise OSError("disk died")
+
+        store = make_store(tmp_path)
+        monkeypatch.setattr(json, "dump", dump_half_then_die)
+        record = make_record()
+        with pytest.raises(OSError, match="disk died"):
+            store.write_cell(record)
+        assert list(store.cells_dir.iterdir()) == []  # neither the cell file nor a temporary one
+        monkeypatch.undo()
+        assert store.read_cells() == {}
+
+    def test_crash_keeps_the_previous_version(self, tmp_path, monkeypatch):
+        path = tmp_path / "a.json"
+        atomic_write_json(path, {"version": 1})
+
+        def die(obj, fp, **kwargs):
+            fp.write("{")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(json, "dump", die)
+        with pytest.raises(KeyboardInterrupt):
+            atomic_write_json(path, {"version": 2})
+        monkeypatch.undo()
+        assert json.loads(path.read_text()) == {"version": 1}
+        assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+    def test_exception_unserialisable(self, tmp_path):
+        with pytest.raises(TypeError, match="JSON-serialisable"):
+            atomic_write_json(tmp_path / "a.json", {"x": object()})
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestRunStore:
+    def test_create_and_open(self, tmp_path):
+        store = make_store(tmp_path)
+        assert RunStore.is_run(store.root)
+        assert RunStore.open(store.root).config() == RunConfig(suites=("fake",), interpolators={"bilinear": {}})
+
+    def test_exception_create_in_non_empty_folder(self, tmp_path):
+        (tmp_path / "x").write_text("")
+        with pytest.raises(FileExistsError, match="not an empty folder"):
+            RunStore.create(tmp_path, {})
+
+    @pytest.mark.parametrize("meta", [None, "not json", '{"no": "config"}', '{"config": {"suites": []}}'])
+    def test_exception_not_a_run(self, tmp_path, meta):
+        if meta is not None:
+            (tmp_path / "meta.json").write_text(meta)
+        with pytest.raises(NotARunError, match="not a run folder"):
+            RunStore.open(tmp_path)
+        assert not RunStore.is_run(tmp_path)
+
+    def test_record_roundtrip_and_order(self, tmp_path):
+        records = [make_record(float(i), seed=i) for i in range(3)]
+        store = make_store(tmp_path, planned=[records[2].key, records[0].key])
+        for record in records:
+            store.write_cell(record)
+        (store.cells_dir / ".leftover.json.abc.tmp").write_text("{")  # what a killed writer leaves
+        read = store.read_cells()
+        # planned cells in plan order, then the others by key
+        assert list(read) == [records[2].key, records[0].key, records[1].key]
+        assert read[records[1].key] == records[1]
+
+    def test_failed_cell_is_replaced(self, tmp_path):
+        store = make_store(tmp_path)
+        store.write_cell(make_record(status="failed"))
+        store.write_cell(make_record(2.0))
+        (record,) = store.read_cells().values()
+        assert record.ok and record.rows[0]["value"] == 2.0
+
+
+class TestResultsFrame:
+    def test_columns(self):
+        rows = [
+            {"metric": "m", "value": 1.0, "unit": "px", "image": "a"},
+            {"metric": "m", "value": 2.0, "unit": "px", "image": "b", "seed": 99, "level": "row's own"},
+        ]
+        frame = results_frame([make_record(rows=rows, params={"level": 2, "size": [4, 4]}, seed=3)])
+        assert list(frame.columns) == [
+            "suite",
+            "interpolator",
+            "hparams",
+            "level",
+            "size",
+            "seed",
+            "metric",
+            "value",
+            "unit",
+            "image",
+        ]
+        assert frame["seed"].tolist() == [3, 3]  # the cell's identity wins over a row's column
+        assert frame["level"].tolist() == [2, 2]
+        assert frame["size"].tolist() == ["[4, 4]", "[4, 4]"]  # lists as JSON text, so they can be grouped on
+        assert json.loads(frame["hparams"][0]) == {"align_corners": False, "padding_mode": "zeros"}
+
+    def test_integers_stay_integers_next_to_empty_cells(self):
+        records = [make_record(params={"level": 2}), make_record(params={"other": 0.5})]
+        frame = results_frame(records)
+        assert str(frame["level"].dtype) == "Int64" and frame["level"][0] == 2 and frame["level"].isna()[1]
+        assert frame["other"].dtype.kind == "f"
+        assert frame.to_csv(index=False).splitlines()[1].split(",")[-6:-4] == ["2", ""]
+
+    def test_failed_cells_left_out(self):
+        frame = results_frame([make_record(1.0), make_record(5.0, seed=1, status="failed")])
+        assert frame["value"].tolist() == [1.0]
+
+    def test_empty(self):
+        frame = results_frame([])
+        assert frame.empty and "value" in frame.columns
+        assert summarize(frame).empty
+
+
+class TestSummarize:
+    def test_feature_ci_by_hand(self):
+        # three seeds 1, 2, 4: mean 7/3, sample std sqrt(7/3), t_{0.975, 2} = 4.302653 (t table)
+        frame = results_frame([make_record(v, seed=i) for i, v in enumerate([1.0, 2.0, 4.0])])
+        (row,) = summarize(frame).to_dict("records")
+        mean, std = 7 / 3, math.sqrt(7 / 3)
+        half = 4.302653 * std / math.sqrt(3)
+        assert row["n"] == 3
+        assert row["mean"] == pytest.approx(mean)
+        assert row["std"] == pytest.approx(std)
+        assert row["ci_low"] == pytest.approx(mean - half, rel=1e-6)
+        assert row["ci_high"] == pytest.approx(mean + half, rel=1e-6)
+
+    def test_groups_and_single_values(self):
+        records = [
+            make_record(1.0, seed=0, params={"level": 1}),
+            make_record(3.0, seed=1, params={"level": 1}),
+            make_record(5.0, seed=0, params={"level": 2}),
+        ]
+        rows = [
+            {"metric": "m", "value": 7.0, "unit": "px"},
+            {"metric": "other", "value": 1.0, "unit": "s", "image": "x"},
+        ]
+        records.append(make_record(seed=0, params={"level": 3}, rows=rows))
+        summary = summarize(results_frame(records))
+        assert list(summary.columns[-5:]) == ["n", "mean", "std", "ci_low", "ci_high"]
+        assert "seed" not in summary.columns and "value" not in summary.columns
+        assert summary["level"].tolist() == [1, 2, 3, 3]  # a NaN in a group column (image) keeps its group
+        first, single = summary.iloc[0], summary.iloc[1]
+        assert first["n"] == 2 and first["mean"] == 2.0
+        assert first["ci_high"] - first["mean"] == pytest.approx(12.706205 * math.sqrt(2) / math.sqrt(2), rel=1e-6)
+        assert single["n"] == 1 and math.isnan(single["std"]) and math.isnan(single["ci_low"])
+
+    @pytest.mark.parametrize(
+        ("p", "dof", "expected"), [(0.975, 1, 12.706205), (0.975, 10, 2.228139), (0.975, 1e9, 1.959964)]
+    )
+    def test_t_quantile_against_table(self, p, dof, expected):
+        assert t_quantile(p, dof) == pytest.approx(expected, rel=1e-6)
+
+
+class TestCheckRows:
+    def test_converts_tensors_and_numpy(self):
+        rows = check_rows([{"metric": "m", "value": torch.tensor(0.5), "unit": "1", "n": np.int64(3)}])
+        assert rows == [{"metric": "m", "value": 0.5, "unit": "1", "n": 3}]
+        assert type(to_jsonable(np.float64(2.0))) is float
+
+    @pytest.mark.parametrize(
+        ("rows", "match"),
+        [
+            ({"metric": "m"}, "list of row dicts"),
+            ([1.0], "expected a dict"),
+            ([{"metric": "m", "value": 1.0}], "missing \\['unit'\\]"),
+            ([{"metric": "m", "value": "high", "unit": "1"}], "real number"),
+            ([{"metric": "m", "value": float("inf"), "unit": "1"}], "non-finite value"),
+            ([{"metric": "m", "value": 1.0, "unit": "1", "x": object()}], "JSON-serialisable"),
+        ],
+    )
+    def test_exception(self, rows, match):
+        with pytest.raises(CellError, match=match):
+            check_rows(rows)
+
+    def test_nan_keeps_rows(self):
+        with pytest.raises(CellError) as info:
+            check_rows([{"metric": "m", "value": float("nan"), "unit": "1"}, {"metric": "k", "value": 1, "unit": "1"}])
+        assert "m=nan" in str(info.value.args[0]) and len(info.value.args[1]) == 2
+
+
+def test_summary_matches_pandas_describe():
+    # independent check of mean/std on random groups
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=12)
+    records = [make_record(float(v), seed=i % 4, params={"level": i // 4}) for i, v in enumerate(values)]
+    summary = summarize(results_frame(records)).set_index("level")
+    expected = pd.Series(values).groupby(np.arange(12) // 4).agg(["mean", "std"])
+    np.testing.assert_allclose(summary["mean"].to_numpy(), expected["mean"].to_numpy())
+    np.testing.assert_allclose(summary["std"].to_numpy(), expected["std"].to_numpy())
