@@ -13,6 +13,9 @@ Per suite, in run order:
   ``x_param`` gets bar plots per interpolator;
 - per metric, a table: rows interpolator (and facet), columns ``x_param``
   values, cells ``mean ± std`` over the same rows the plot averages;
+- rows that carry a per-row axis of :data:`SERIES_COLUMNS` (a learning curve's
+  ``epoch``) are left out of those plots and tables, which would otherwise
+  average over the series: the suite draws such series in its own sections;
 - the suite's own sections (``Suite.report_sections``);
 
 then the failed cells with their errors and the run's metadata.
@@ -43,6 +46,10 @@ from bench.store import REPORT_FILE, RunStore, atomic_write_text
 AVERAGED_COLUMNS = frozenset({"image", "images", "sample", "draw", "trial", "repeat", "template"})
 #: a column with more values than this is averaged over rather than faceted on
 MAX_FACET_LEVELS = 6
+#: per-row axes within one cell (a learning curve's epoch, an optimizer's step): a row that carries one is a
+#: point of a series the suite draws itself (``Suite.report_sections``), so the per-``x_param`` plots and
+#: tables leave it out rather than average it over the series (``summary.csv`` keeps it, grouped by that axis)
+SERIES_COLUMNS = frozenset({"epoch", "step", "iteration"})
 #: columns that identify a row rather than describe it
 _FIXED_COLUMNS = ("suite", "interpolator", "hparams", "seed", "metric", "value", "unit")
 _FACET = "facet"
@@ -84,6 +91,14 @@ def _img(fig: plt.Figure, alt: str) -> str:
 
 def _is_numeric(series: pd.Series) -> bool:
     return bool(pd.to_numeric(series, errors="coerce").notna().all())
+
+
+def series_rows(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row of ``frame`` is a point of a series: it has a value in one of :data:`SERIES_COLUMNS`."""
+    present = [c for c in frame.columns if c in SERIES_COLUMNS]
+    if not present:
+        return pd.Series(False, index=frame.index)
+    return frame[present].notna().any(axis=1)
 
 
 def _varying_columns(frame: pd.DataFrame, x_param: str | None) -> tuple[list[str], list[str]]:
@@ -233,7 +248,16 @@ def suite_section(
         parts.append("<p>No finished cells.</p>")
     else:
         parts.append(_hparams_html(frame))
-        for metric, rows in frame.groupby("metric", sort=False):
+        series = series_rows(frame)
+        if series.any():
+            left_out = ", ".join(str(m) for m in frame.loc[series, "metric"].unique())
+            axes = ", ".join(c for c in frame.columns if c in SERIES_COLUMNS)
+            parts.append(
+                f'<p class="caption">Per-{esc(axes)} series ({esc(left_out)}) are left out of the plots and '
+                f"tables below, which are per {esc(x_param or 'interpolator')}; the suite's own sections show them."
+                "</p>"
+            )
+        for metric, rows in frame[~series].groupby("metric", sort=False):
             rows = rows.dropna(axis=1, how="all")
             facets, averaged = _varying_columns(rows, x_param)
             n_seeds = rows["seed"].nunique()

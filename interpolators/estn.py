@@ -164,7 +164,7 @@ def _tangent_frame(
     along_x, along_y = _finite_difference(pixels, 2), _finite_difference(pixels, 1)  # J's columns, (B, Ho, Wo, 2)
     diagonal = along_x * along_x + along_y * along_y + min_radius * min_radius
     s00, s11 = diagonal.unbind(-1)
-    s01 = along_x.prod(-1) + along_y.prod(-1)
+    s01 = along_x[..., 0] * along_x[..., 1] + along_y[..., 0] * along_y[..., 1]
     root_det = (s00 * s11 - s01 * s01).clamp_min(0.0).sqrt()
     norm = (s00 + s11 + 2.0 * root_det).sqrt().clamp_min(torch.finfo(grid.dtype).tiny)
     kx = tangent_scale if scale_x > 0 else 0.0
@@ -255,6 +255,130 @@ def _plane_fit(
     return solution[:, :c], solution[:, c:] if intercept_row else None
 
 
+def _entropy_weights(
+    y: Tensor, prior: Tensor, f3: Tensor, f6: Tensor, entropy: float, iterations: int, ridge: float
+) -> Tensor:
+    """Step 4 for per-pixel features (random draws): ``iterations`` rounds of fit and reweight, ``pi`` up to a factor.
+
+    ``y (B, C, K, Ho, Wo)``, ``prior (B, 1, K, Ho, Wo)``, features ``(B, 1, F, K, Ho, Wo)``.
+    """
+    c = y.shape[1]
+    eps, tiny = torch.finfo(y.dtype).eps, torch.finfo(y.dtype).tiny
+    # gamma: entropy x the prior-weighted variance of the samples, summed over channels
+    normalized = (prior / prior.sum(-3, keepdim=True)).unsqueeze(-4)  # (B, 1, 1, K, Ho, Wo)
+    mean, second = _contract(y, normalized), _contract(y * y, normalized)  # (B, C, 1, Ho, Wo)
+    variance = (second - mean * mean).clamp_min(0.0).sum(1, keepdim=True)
+    gamma = entropy * variance + eps * second.sum(1, keepdim=True) + tiny
+    inv_root_gamma = gamma.rsqrt()
+    log_prior = prior.log()
+    weights = prior
+    for _ in range(iterations):
+        theta, _ = _plane_fit(y, weights, f3, f6, ridge)
+        scaled = _residual(y, theta, f3).mul_(inv_root_gamma)  # (y_k - fit) / sqrt(gamma)
+        if c == 1:
+            logits = torch.addcmul(log_prior, scaled, scaled, value=-1.0)
+        else:
+            logits = log_prior - scaled.square_().sum(1, keepdim=True)
+        # pi up to a per-pixel factor, which the fit ignores; the largest is w_k exp(0)
+        weights = logits.sub_(logits.amax(-3, keepdim=True)).exp_()
+    return weights
+
+
+def _sum_channels_of_squares(values: Tensor) -> Tensor:
+    """``sum_c values[:, c]^2`` for ``(B, C, K, P)`` as ``(B, 1, K, P)``, in place when ``C = 1``."""
+    if values.shape[1] == 1:
+        return values.square_()
+    total = values[:, :1].square()
+    for channel in range(1, values.shape[1]):
+        total.addcmul_(values[:, channel : channel + 1], values[:, channel : channel + 1])
+    return total
+
+
+def _max_over_samples(values: Tensor) -> Tensor:
+    """``max_k values[:, :, k]`` for ``(B, 1, K, P)`` as ``(B, 1, 1, P)``: pairwise maxima of slices beat a reduction."""
+    out = torch.maximum(values[:, :, 0:1], values[:, :, 1:2])
+    for k in range(2, values.shape[2]):
+        torch.maximum(out, values[:, :, k : k + 1], out=out)
+    return out
+
+
+def _solve_normal(moments: Tensor, rhs: Tensor, ridge: float) -> tuple[Tensor, Tensor]:
+    """The weighted fit's 3x3 solve, per pixel: ``moments (B, 6, P)``, ``rhs (B, C, 3, P)``.
+
+    ``moments`` are ``sum_k pi_k (z_x^2, z_x z_y, z_y^2, z_x, z_y, 1)``; the ridge adds
+    ``(ridge + eps) * trace`` to the two slope entries of the diagonal. Returns ``theta (B, C, 3, P)``
+    and ``M^-1 e_3 (B, 3, P)``, both by the adjugate (the inverse's last column is free).
+    """
+    mxx, mxy, myy, mx, my, m1 = moments.unbind(1)
+    lam = (mxx + myy + m1).mul_(ridge + torch.finfo(moments.dtype).eps)
+    a00, a11 = mxx + lam, myy + lam
+    c00 = torch.addcmul(a11 * m1, my, my, value=-1.0)
+    c01 = torch.addcmul(mx * my, mxy, m1, value=-1.0)
+    c02 = torch.addcmul(mxy * my, mx, a11, value=-1.0)
+    c11 = torch.addcmul(a00 * m1, mx, mx, value=-1.0)
+    c12 = torch.addcmul(mxy * mx, a00, my, value=-1.0)
+    c22 = torch.addcmul(a00 * a11, mxy, mxy, value=-1.0)
+    inv_det = torch.addcmul(torch.addcmul(a00 * c00, mxy, c01), mx, c02).reciprocal_()
+    i00, i01, i02, i11, i12, i22 = (entry.mul_(inv_det).unsqueeze(1) for entry in (c00, c01, c02, c11, c12, c22))
+    b0, b1, b2 = rhs.unbind(2)  # (B, C, P)
+    theta = torch.empty_like(rhs)
+    for row, (first, second, third) in enumerate(((i00, i01, i02), (i01, i11, i12), (i02, i12, i22))):
+        torch.mul(first, b0, out=theta[:, :, row]).addcmul_(second, b1).addcmul_(third, b2)
+    return theta, torch.cat([i02, i12, i22], dim=1)
+
+
+def _entropy_fit_shared(
+    y: Tensor, prior: Tensor, f3: Tensor, f6: Tensor, entropy: float, iterations: int, ridge: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Steps 4-5 for the shared spiral: ``iterations`` rounds of fit and reweight, then the final fit.
+
+    ``y (B, C, K, Ho, Wo)``, ``prior (K,)``, features ``f3 (3, K)``, ``f6 (6, K)``. Every sum over
+    samples is a matmul with the shared features on the ``(K, Ho*Wo)`` planes; the first fit,
+    whose weights are the shared prior, is a constant ``K x K`` residual map. Returns ``theta
+    (B, C, 3, Ho, Wo)``, the final weights ``pi (B, 1, K, Ho, Wo)`` (up to a per-pixel factor) and
+    ``M^-1 e_3 (B, 1, 3, Ho, Wo)``.
+    """
+    b, c, k, ho, wo = y.shape
+    p = ho * wo
+    planes = y.view(b * c, k, p)
+    eps, tiny = torch.finfo(y.dtype).eps, torch.finfo(y.dtype).tiny
+    normalized = (prior / prior.sum()).unsqueeze(0)  # (1, K)
+    # gamma: entropy x the prior-weighted variance of the samples, summed over channels
+    mean = torch.matmul(normalized, planes).view(b, c, p)
+    second = torch.matmul(normalized, planes * planes).view(b, c, p)
+    variance = torch.addcmul(second, mean, mean, value=-1.0).clamp_min_(0.0).sum(1)
+    gamma = (variance * entropy).add_(second.sum(1), alpha=eps).add_(tiny)
+    neg_inv_gamma = gamma.reciprocal_().neg_().view(b, 1, 1, p)
+    log_prior = prior.log().view(k, 1)
+    # the first fit has the shared prior weights: residuals = (I - F^T M^-1 F W) y, one K x K map
+    moments = f6 @ prior
+    mxx, mxy, myy, mx, my, m1 = moments.unbind(0)
+    lam = (ridge + eps) * (mxx + myy + m1)
+    coefficients = solve_sym3((mxx + lam, mxy, mx, myy + lam, my, m1), f3 * prior)  # (3, K)
+    residual_map = torch.eye(k, dtype=y.dtype, device=y.device) - f3.T @ coefficients
+    residual = torch.matmul(residual_map, planes).view(b, c, k, p)
+    f3t = f3.T.contiguous()
+    weights = None
+    for step in range(iterations + 1):
+        if step > 0:
+            logits = _sum_channels_of_squares(residual)  # (B, 1, K, P)
+            torch.addcmul(log_prior, logits, neg_inv_gamma, out=logits)  # log w_k - r_k / gamma
+            # pi up to a per-pixel factor, which the fit ignores; the largest is w_k exp(0)
+            weights = logits.sub_(_max_over_samples(logits)).exp_()
+            moments = torch.matmul(f6, weights.view(b, k, p))  # (B, 6, P)
+            weighted = y.view(b, c, k, p) * weights
+            rhs = torch.matmul(f3, weighted.view(b * c, k, p)).view(b, c, 3, p)
+            theta, intercept_row = _solve_normal(moments, rhs, ridge)
+            if step < iterations:
+                residual = torch.baddbmm(planes, f3t.expand(b * c, k, 3), theta.view(b * c, 3, p), alpha=-1.0)
+                residual = residual.view(b, c, k, p)
+    return (
+        theta.view(b, c, 3, ho, wo),
+        weights.view(b, 1, k, ho, wo),
+        intercept_row.view(b, 1, 3, ho, wo),
+    )
+
+
 def _estn(
     input: Tensor,
     grid: Tensor,
@@ -314,27 +438,12 @@ def _estn(
     with torch.no_grad():
         y = samples.detach().to(work)
         weights = prior
-        if entropy is not None and iterations > 0:
-            # gamma: entropy x the prior-weighted variance of the samples, summed over channels
-            if prior.ndim == 1:
-                normalized = (prior / prior.sum())[None]  # shared features (1, K)
-            else:
-                normalized = (prior / prior.sum(-3, keepdim=True)).unsqueeze(-4)  # (B, 1, 1, K, Ho, Wo)
-            mean, second = _contract(y, normalized), _contract(y * y, normalized)  # (B, C, 1, Ho, Wo)
-            variance = (second - mean * mean).clamp_min(0.0).sum(1, keepdim=True)
-            gamma = entropy * variance + torch.finfo(work).eps * second.sum(1, keepdim=True) + torch.finfo(work).tiny
-            inv_root_gamma = gamma.rsqrt()
-            log_prior = _per_sample(prior).log()
-            for _ in range(iterations):
-                theta, _ = _plane_fit(y, weights, f3, f6, ridge)
-                scaled = _residual(y, theta, f3).mul_(inv_root_gamma)  # (y_k - fit) / sqrt(gamma)
-                if c == 1:
-                    logits = torch.addcmul(log_prior, scaled, scaled, value=-1.0)
-                else:
-                    logits = log_prior - scaled.square_().sum(1, keepdim=True)
-                # pi up to a per-pixel factor, which the fit ignores; the largest is w_k exp(0)
-                weights = logits.sub_(logits.amax(-3, keepdim=True)).exp_()
-        theta, intercept_row = _plane_fit(y, weights, f3, f6, ridge, intercept_row=True)
+        if entropy is not None and iterations > 0 and z.ndim == 2:
+            theta, weights, intercept_row = _entropy_fit_shared(y, prior, f3, f6, entropy, iterations, ridge)
+        else:
+            if entropy is not None and iterations > 0:
+                weights = _entropy_weights(y, prior, f3, f6, entropy, iterations, ridge)
+            theta, intercept_row = _plane_fit(y, weights, f3, f6, ridge, intercept_row=True)
         p00, p01, p10, p11 = (p.unsqueeze(1) for p in _pinv2(a00, a01, a10, a11))
         tx, ty = theta[:, :, 0], theta[:, :, 1]
         slope = torch.stack([(p00 * tx + p10 * ty) * scale_x, (p01 * tx + p11 * ty) * scale_y], dim=-1)
@@ -532,8 +641,8 @@ class _Output(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             if intercept:
                 weights, row, features = intercept
-                row_grad = grad.to(row.dtype).unsqueeze(-3) * _per_sample(row)  # (B, C, 3, Ho, Wo)
-                grad_samples = (_per_sample(weights) * _expand(row_grad, features)).to(grad.dtype)
+                beta = _expand(row, features).mul_(_per_sample(weights)) if row.ndim > 1 else _per_sample(weights * (row @ features))
+                grad_samples = (grad.unsqueeze(-3) * beta.to(grad.dtype))
             else:
                 grad_samples = grad.new_zeros(ctx.samples_shape)
                 grad_samples[:, :, 0] = grad

@@ -289,7 +289,7 @@ class LSTN(Interpolator):
 
     stochastic = True
     reference = REFERENCE
-    summary = "linearized multi-sampling: bilinear value, least-squares slope over K random samples as grid gradient"
+    summary = "linearized multi-sampling: least-squares plane over K random samples; its value (bilinear with fixed_bias) and slope as grid gradient"
 
     def __init__(
         self,

@@ -22,9 +22,10 @@ PyTorch's default initialization of a 3x3 convolution converges to float precisi
 or fewer (``(d, c) = (16, 3), (32, 3), (64, 32), (256, 128)``). A square reshape (a 1x1
 convolution with ``c == d``) is the hard case: its smallest singular values are ~``1/d`` of the
 largest, so the default, 24 steps, reaches 1e-10 in float64 for ``d <= 256``; in float32 the
-directions whose singular value is below ~``sqrt(eps)`` of the largest cannot be resolved at all
-and come out wrong (too small or too large). Compute such weights in float64
-(``norm_preserving_weight(w.double(), n).to(w.dtype)``) and raise ``iterations`` for larger ``d``.
+directions whose singular value is below ~``sqrt(eps)`` of the largest cannot be resolved at all,
+so :func:`norm_preserving_weight` forms the Gram matrix and runs the iteration in float64 for
+float32/float16/bfloat16 weights and casts the result back (differentiably). Raise ``iterations``
+for larger ``d``.
 """
 
 from __future__ import annotations
@@ -78,14 +79,17 @@ def norm_preserving_weight(weight: Tensor, iterations: int = DEFAULT_ITERATIONS)
         raise ValueError(f"weight: expected a non-empty tensor of at least 2 dimensions (d, ...), got {tuple(weight.shape)}")
     if not weight.is_floating_point():
         raise TypeError(f"weight: expected a floating dtype, got {weight.dtype}")
-    matrix = weight.reshape(weight.shape[0], -1)
+    # below float64 the weakest directions of an ill-conditioned (e.g. square) weight do not converge:
+    # run the Gram matrix and the iteration in float64 and cast back (both casts are differentiable)
+    work = torch.float64 if torch.finfo(weight.dtype).bits < 64 else weight.dtype
+    matrix = weight.reshape(weight.shape[0], -1).to(work)
     d, m = matrix.shape
     scale = math.sqrt(d / min(d, m))
     if d <= m:
         out = inverse_sqrt_newton_schulz(matrix @ matrix.T, iterations) @ matrix
     else:
         out = matrix @ inverse_sqrt_newton_schulz(matrix.T @ matrix, iterations)
-    return (scale * out).reshape(weight.shape)
+    return (scale * out).reshape(weight.shape).to(weight.dtype)
 
 
 class NormPreserving(nn.Module):

@@ -39,7 +39,7 @@ from torch import Tensor
 import interpolators
 from interpolators import Interpolator
 from suites.base import Cell, RunConfig, Suite
-from suites.images import BUILTIN_IMAGES, load_images
+from suites.images import cached_image, image_names
 from suites.render import area_downsample, interior_mask, render_affine, supersample_for
 
 Sampler = Callable[..., Tensor]
@@ -377,18 +377,10 @@ DOWNSAMPLE = 4
 PSNR_CEILING_DB = 120.0
 
 
-@functools.lru_cache(maxsize=None)
-def _images(folder: str | None, names: tuple[str, ...] | None) -> dict[str, Tensor]:
-    return load_images(list(names) if names else None, folder=folder, multiple=DOWNSAMPLE)
-
-
 @functools.lru_cache(maxsize=64)
 def benchmark_pair(name: str, folder: str | None) -> tuple[Tensor, Tensor]:
     """``(source, input)`` float32 for image ``name`` (built-in, or a file stem in ``folder``); cached per process."""
-    images = _images(folder, None) if folder is not None else _images(None, (name,))
-    if name not in images:
-        raise ValueError(f"image: {name!r} not in {folder!r}; it has {sorted(images)}")
-    return source_and_input(images[name].to(torch.float32), DOWNSAMPLE)
+    return source_and_input(cached_image(name, folder, DOWNSAMPLE).to(torch.float32), DOWNSAMPLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,9 +420,7 @@ class SimilaritySuite(Suite):
     def image_names(self, config: RunConfig) -> list[str]:
         """The profile's first ``images`` built-in images, or every image of ``options['images']`` (a folder)."""
         folder = config.options.get("images")
-        if folder is not None:
-            return list(_images(str(folder), None))
-        return list(BUILTIN_IMAGES[: self.profile(config).images])
+        return image_names(None if folder is not None else self.profile(config).images, folder, DOWNSAMPLE)
 
     def cells(self, config: RunConfig) -> list[Cell]:
         profile = self.profile(config)

@@ -38,10 +38,9 @@ Options (``RunConfig.options``): ``dataset``, ``data_root``, ``download``,
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
-import io
+import html
 import math
 import os
 import time
@@ -430,7 +429,8 @@ def _table2_html(main: pd.DataFrame) -> str:
     for (dataset, backbone), group in main.groupby(["dataset", "backbone"], sort=True):
         table = group.pivot_table(index="interpolator", columns="labels", values="value", aggfunc=_mean_std)
         table.columns = [f"{int(c)} labels" for c in table.columns]
-        parts.append(f"<h4>{dataset}, backbone {backbone}: test error (%) mean ± std over seeds</h4>")
+        parts.append(f"<h4>{html.escape(str(dataset))}, backbone {html.escape(str(backbone))}: "
+                     "test error (%) mean ± std over seeds</h4>")
         parts.append(table.to_html(escape=True))
     return "\n".join(parts)
 
@@ -473,11 +473,9 @@ def _paper_table4_html() -> str:
 
 
 def _curves_html(curves: pd.DataFrame) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from bench.report import _img, plt  # the report's figure -> inline PNG (matplotlib on Agg)
 
     curves = curves.assign(
         variant=curves.apply(_variant, axis=1),
@@ -500,11 +498,7 @@ def _curves_html(curves: pd.DataFrame) -> str:
     if handles is not None:
         axes[0][-1].legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode()
     return (
         "<p>Mean over seeds with a ±1 std band, per epoch; the validation set is 150 held-out training images.</p>"
-        f'<img alt="learning curves" src="data:image/png;base64,{encoded}"/>'
+        + _img(fig, "learning curves")
     )

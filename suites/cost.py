@@ -237,21 +237,26 @@ def _baseline_flops(mode: str) -> Callable[..., int]:
 
 
 def lstn_forward_flops(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams: dict[str, Any]) -> int:
-    """L-STN forward, per output pixel with ``K`` samples and ``M = K - 1`` auxiliary points.
+    """L-STN forward as ``interpolators/lstn.py`` computes it, per output pixel, ``M = K - 1`` auxiliary points.
 
-    - offsets: per auxiliary coordinate, scale the noise (1), with ``push_away`` a second scaled
-      draw added (2), add to the sampling point (1): ``2 M (2 + 2 push)``;
-    - ``K`` bilinear samples: ``K (point + 7 C)`` (see :func:`grid_sampler_2d_forward_flops`);
-    - channel-shared normal matrix ``A^T A`` of the rows ``[du, dv, 1]``: ``2 * 9 M``, its LU: 13;
-    - per channel: differences to the centre (``M``), ``A^T b`` (``6 M``), solve (15), and the
-      output ``I(p) + c`` (1 unless ``fixed_bias``).
+    - offsets: one standard-normal draw per axis (the two offset terms' variances summed, so
+      ``push_away`` changes no count), scaled and added to the sampling point: ``2 * 2 M``;
+    - ``M`` bilinear samples at the auxiliary points, plus the centre with ``fixed_bias`` (without it the
+      centre is not sampled: the fitted intercept is the value): ``(M + fixed_bias) (point + 7 C)``
+      (see :func:`grid_sampler_2d_forward_flops`);
+    - channel-shared normal matrix of the rows ``[du, dv, 1]`` (fit units): products ``du^2, du dv, dv^2``
+      (``3 M``) and five sums (``5 M``), then the cofactors and determinant of
+      :func:`interpolators._linalg.solve_sym3` (``6 * 3 + 5 + 1``): ``8 M + 24``;
+    - per channel: right-hand sides ``sum I du, sum I dv, sum I`` (``5 M``), the adjugate solve (``3 * 6``)
+      and the slopes back to normalized units (2): ``5 M + 20``; the value is the intercept (no further FLOP).
     """
     k = hparams["num_samples"]
     m = k - 1
+    fixed_bias = int(hparams["fixed_bias"])
     point = _point_flops("bilinear", hparams["padding_mode"], hparams["align_corners"])
-    offsets = 2 * m * (2 + 2 * int(hparams["push_away"]))
-    samples = k * (point + 7 * c)
-    fit = 18 * m + LU3_FLOPS + c * (7 * m + SOLVE3_FLOPS + (0 if hparams["fixed_bias"] else 1))
+    offsets = 4 * m
+    samples = (m + fixed_bias) * (point + 7 * c)
+    fit = 8 * m + 24 + c * (5 * m + 20)
     return b * ho * wo * (offsets + samples + fit)
 
 

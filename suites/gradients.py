@@ -40,7 +40,6 @@ Metrics (see ``docs/suites/gradients.md``):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -50,8 +49,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import interpolators
+from suites.alignment import similarity_theta
 from suites.base import PROFILES, Cell, RunConfig, Suite
-from suites.images import BUILTIN_IMAGES, load_images
+from suites.images import cached_image, image_names
 from suites.render import area_downsample, interior_mask, render_affine, supersample_for
 
 #: the benchmark input is the source area-downsampled by this factor
@@ -135,14 +135,8 @@ def downsampling_warp(
     if not isinstance(factor, int) or isinstance(factor, bool) or factor < 1:
         raise ValueError(f"factor: expected an integer >= 1, got {factor!r}")
     out = max(2, math.floor(COVERAGE * size / factor))
-    scale = factor * out / size
-    a = math.radians(angle_deg)
-    tx, ty = (px_to_normalized(p, size) for p in shift_px)
-    theta = torch.tensor(
-        [[[scale * math.cos(a), -scale * math.sin(a), tx], [scale * math.sin(a), scale * math.cos(a), ty]]],
-        dtype=torch.float64,
-    )
-    return theta, (out, out)
+    # similarity_theta rotates by kornia's R(a) = [[cos, sin], [-sin, cos]]: R(-angle) is the R(angle) above
+    return similarity_theta(float(factor), -angle_deg, shift_px, (size, size), (out, out)), (out, out)
 
 
 def warped_region(theta: Tensor, in_size: tuple[int, int], out_size: tuple[int, int]) -> Tensor:
@@ -447,30 +441,6 @@ UNITS = {
 }
 
 
-# --- images ------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def _cached_images(folder: str | None, name: str | None) -> dict[str, Tensor]:
-    if folder is not None:
-        return load_images(folder=folder, multiple=DOWNSAMPLE)
-    return load_images([name], multiple=DOWNSAMPLE)
-
-
-def suite_image(name: str, folder: str | None = None) -> Tensor:
-    """The source image ``name`` (built-in, or from ``folder``), loaded once per process."""
-    images = _cached_images(str(folder), None) if folder is not None else _cached_images(None, name)
-    if name not in images:
-        raise ValueError(f"image: {name!r} not in {str(folder)!r}; it has {sorted(images)}")
-    return images[name]
-
-
-def image_names(count: int | None, folder: str | None = None) -> list[str]:
-    """The first ``count`` image names (all for ``None``): built-in order, or the folder's sorted stems."""
-    names = sorted(_cached_images(str(folder), None)) if folder is not None else list(BUILTIN_IMAGES)
-    return names[:count] if count is not None else names
-
-
 # --- the suite ---------------------------------------------------------------------------------------
 
 
@@ -489,7 +459,7 @@ class GradientsSuite(Suite):
         seeds = profile.seeds if config.seeds is None else config.seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds: expected an integer >= 1, got {seeds!r}")
-        images = image_names(profile.images, config.options.get("images"))
+        images = image_names(profile.images, config.options.get("images"), DOWNSAMPLE)
         return [
             Cell(
                 suite=self.name,
@@ -506,11 +476,11 @@ class GradientsSuite(Suite):
 
     def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
         profile = profile_settings(config.profile)
-        sampler = interpolators.create(cell.interpolator, **cell.hparams)
+        sampler = interpolators.create(cell.interpolator, **cell.hparams).to(config.device)
         # the class says whether the method is stochastic; an instance may say so for its hparams
         # (ESTN with sampling="random")
         stochastic = bool(interpolators.describe(cell.interpolator)["stochastic"] or sampler.stochastic)
-        image = suite_image(cell.params["image"], config.options.get("images")).to(config.device)
+        image = cached_image(cell.params["image"], config.options.get("images"), DOWNSAMPLE).to(config.device)
         scene = make_scene(image, profile.crop, int(cell.params["factor"]), margin_px=profile.radius + 1)
         with torch.enable_grad():
             values = measure(

@@ -6,6 +6,7 @@ Images come back as float64 tensors ``(1, C, H, W)`` in ``[0, 1]`` (C = 1 for gr
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,28 @@ def load_images(names: list[str] | None = None, folder: str | Path | None = None
             images = {n: images[n] for n in names}
         return images
     return {n: builtin_image(n, multiple) for n in (names or BUILTIN_IMAGES)}
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_images(folder: str | None, name: str | None, multiple: int) -> dict[str, Tensor]:
+    if folder is not None:
+        return load_images(folder=folder, multiple=multiple)
+    return load_images([name], multiple=multiple)
+
+
+def cached_image(name: str, folder: str | Path | None = None, multiple: int = 1) -> Tensor:
+    """The image ``name`` (built-in, or a file stem in ``folder``), loaded once per process; do not modify it."""
+    images = _cached_images(str(folder), None, multiple) if folder is not None else _cached_images(None, name, multiple)
+    if name not in images:
+        raise ValueError(f"image: {name!r} not in {str(folder)!r}; it has {sorted(images)}")
+    return images[name]
+
+
+def image_names(count: int | None = None, folder: str | Path | None = None, multiple: int = 1) -> list[str]:
+    """The first ``count`` image names (all for ``None``): :data:`BUILTIN_IMAGES` in order, or ``folder``'s sorted stems.
+
+    A folder is read (once per process, through :func:`cached_image`'s cache), so a folder
+    without usable images raises ``ValueError`` here.
+    """
+    names = list(_cached_images(str(folder), None, multiple)) if folder is not None else list(BUILTIN_IMAGES)
+    return names if count is None else names[:count]

@@ -372,12 +372,13 @@ class TestAnalytic:
 
     def test_lstn_hand_count(self):
         hp = {"num_samples": 8, "push_away": True, "fixed_bias": False, "padding_mode": "zeros", "align_corners": False}
-        # offsets 2 x 7 x 4, samples 8 x (16 + 7), A^T A 18 x 7, LU 13; channel: 7 x 7 + 15 + 1
-        one = 56 + 184 + 126 + 13 + 65
+        # offsets 4 x 7, samples 7 x (16 + 7), normal matrix 8 x 7 + 24; channel: 5 x 7 + 20
+        one = 28 + 161 + 80 + 55
         assert lstn_forward_flops(1, 1, 2, 2, 1, 1, hp) == one
         assert lstn_forward_flops(2, 1, 9, 9, 3, 5, hp) == 30 * one
-        assert lstn_forward_flops(1, 3, 2, 2, 1, 1, hp) == one + 2 * (7 * 8 + 65)
-        assert lstn_forward_flops(1, 1, 2, 2, 1, 1, hp | {"fixed_bias": True, "push_away": False}) == one - 1 - 28
+        assert lstn_forward_flops(1, 3, 2, 2, 1, 1, hp) == one + 2 * (7 * 7 + 55)
+        # fixed_bias samples the centre too (8 x 23); push_away changes nothing (one draw per axis)
+        assert lstn_forward_flops(1, 1, 2, 2, 1, 1, hp | {"fixed_bias": True, "push_away": False}) == one + 23
 
     def test_estn_hand_count(self):
         hp = {"num_samples": 9, "sampling": "spiral", "entropy": 1.0, "iterations": 2,

@@ -11,8 +11,17 @@ import numpy as np
 import pandas as pd
 
 import suites
-from bench.report import AVERAGED_COLUMNS, MAX_FACET_LEVELS, _varying_columns, metric_plot, metric_table, write_report
-from bench.store import CellRecord, RunStore
+from bench.report import (
+    AVERAGED_COLUMNS,
+    MAX_FACET_LEVELS,
+    SERIES_COLUMNS,
+    _varying_columns,
+    metric_plot,
+    metric_table,
+    series_rows,
+    write_report,
+)
+from bench.store import CellRecord, RunStore, summarize
 from suites.base import Cell, RunConfig
 
 
@@ -189,3 +198,46 @@ class TestReport:
         assert "No finished cells." in text and "1 not run" in text
         assert json.loads((store.root / "meta.json").read_text())["planned"] == ["fake-x"]
         assert suites.available() == ["fake", "fakebar"]
+
+
+class TestSeriesRows:
+    """Rows with a per-row axis (a learning curve's ``epoch``) stay out of the per-``x_param`` plots and tables."""
+
+    @staticmethod
+    def curve_run(tmp_path) -> RunStore:
+        store = synthetic_run(tmp_path)
+        for name in ("bilinear", "nearest"):
+            for level in (1, 2, 4):
+                for seed in (0, 1):
+                    cell = Cell("fake", name, {}, {"level": level, "batch": 1}, seed)
+                    rows = [{"metric": "err", "value": float(level), "unit": "px", "image": "a"}]
+                    # a curve that, averaged over its 10 epochs, would read 100 + epoch mean, far from "err"
+                    rows += [{"metric": "loss_curve", "value": 100.0 + epoch + seed, "unit": "nats", "epoch": epoch}
+                             for epoch in range(1, 11)]
+                    store.write_cell(record(cell, rows))
+        return store
+
+    def test_feature_series_rows(self):
+        frame = pd.DataFrame({"metric": ["a", "b", "c"], "epoch": [None, 3, None], "step": [None, None, 7]})
+        assert series_rows(frame).tolist() == [False, True, True]
+        assert not series_rows(frame.drop(columns=["epoch", "step"])).any()
+        assert "epoch" in SERIES_COLUMNS
+
+    def test_report_leaves_curves_out(self, tmp_path, fake_suites):
+        store = self.curve_run(tmp_path)
+        text = write_report(store).read_text()
+        parser = WellFormed()
+        parser.feed(text)
+        assert len([link for link in parser.links if link.startswith("data:")]) == 1  # "err" only, no curve plot
+        assert "<h3>err</h3>" in text and "<h3>loss_curve</h3>" not in text
+        assert "Per-epoch series (loss_curve) are left out" in text
+        assert "epoch (" not in text  # the caption of "err" does not claim to average over epochs
+
+    def test_summary_groups_by_epoch(self, tmp_path):
+        results = self.curve_run(tmp_path).results()
+        summary = summarize(results)
+        curve = summary[summary["metric"] == "loss_curve"]
+        assert len(curve) == 2 * 3 * 10  # interpolator x level x epoch
+        assert (curve["n"] == 2).all()  # the two seeds
+        at = curve[(curve["interpolator"] == "nearest") & (curve["level"] == 2) & (curve["epoch"] == 7)]
+        assert at["mean"].item() == 100.0 + 7 + 0.5
