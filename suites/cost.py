@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import statistics
 from collections.abc import Callable
@@ -45,7 +46,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils import benchmark
+# torch.utils.benchmark imports cpp_extension, which logs a CUDA_HOME warning on CUDA builds of torch
+# running without a CUDA runtime (every CPU-only machine): noise in `python -m bench list`.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+from torch.utils import benchmark  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
