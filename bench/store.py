@@ -73,10 +73,18 @@ def atomic_write_json(path: Path, data: Any) -> None:
     _atomic_write(path, lambda f: json.dump(data, f, indent=1, default=_json_default, allow_nan=True))
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask (mkstemp's own is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
             f.flush()

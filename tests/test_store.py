@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -50,6 +52,17 @@ class TestAtomicWrite:
         data = json.loads(path.read_text())
         assert data["x"] == 1.5 and data["t"] == [1, 2] and math.isnan(data["nan"])
         assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+    def test_mode_follows_umask_like_open(self, tmp_path):
+        # mkstemp creates 0600 files; results must be as readable as any file the user writes
+        previous = os.umask(0o022)
+        try:
+            atomic_write_json(tmp_path / "a.json", {"x": 1})
+            (tmp_path / "b.txt").write_text("x")
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+        assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == 0o644
 
     def test_crash_midway_leaves_no_partial_file(self, tmp_path, monkeypatch):
         def dump_half_then_die(obj, fp, **kwargs):
