@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import importlib.metadata
 import inspect
 import re
@@ -163,6 +164,12 @@ def get(name: str) -> type[Interpolator]:
 
 def hyperparameters(cls: type[Interpolator]) -> dict[str, HParam]:
     """The keyword hyperparameters of ``cls.__init__`` with their defaults and annotations."""
+    return dict(_hyperparameters(cls))  # a copy: callers may not alter the cached spec
+
+
+@functools.cache
+def _hyperparameters(cls: type[Interpolator]) -> dict[str, HParam]:
+    # cached per class: Interpolator.hparams() reads this on every forward of some methods
     sig = inspect.signature(cls.__init__)
     hints = typing.get_type_hints(cls.__init__)
     out: dict[str, HParam] = {}

@@ -308,14 +308,4 @@ class LSTN(Interpolator):
         self.fixed_bias = fixed_bias
 
     def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
-        return lstn_sample(
-            input,
-            grid,
-            num_samples=self.num_samples,
-            noise_strength=self.noise_strength,
-            push_away=self.push_away,
-            fixed_bias=self.fixed_bias,
-            padding_mode=self.padding_mode,
-            align_corners=self.align_corners,
-            generator=generator,
-        )
+        return lstn_sample(input, grid, generator=generator, **self.hparams())

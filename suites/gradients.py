@@ -477,9 +477,8 @@ class GradientsSuite(Suite):
     def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
         profile = profile_settings(config.profile)
         sampler = interpolators.create(cell.interpolator, **cell.hparams).to(config.device)
-        # the class says whether the method is stochastic; an instance may say so for its hparams
-        # (ESTN with sampling="random")
-        stochastic = bool(interpolators.describe(cell.interpolator)["stochastic"] or sampler.stochastic)
+        # the instance's flag: the class default, or set per hparams (ESTN with sampling="random")
+        stochastic = bool(sampler.stochastic)
         image = cached_image(cell.params["image"], config.options.get("images"), DOWNSAMPLE).to(config.device)
         scene = make_scene(image, profile.crop, int(cell.params["factor"]), margin_px=profile.radius + 1)
         with torch.enable_grad():

@@ -153,6 +153,14 @@ class TestDescribe:
         assert interpolators.describe("bilinear")["stochastic"] is False
 
 
+class TestHyperparameters:
+    def test_callers_cannot_alter_the_cached_spec(self):
+        spec = _registry.hyperparameters(Doubler)
+        spec.pop("factor")
+        assert "factor" in _registry.hyperparameters(Doubler)
+        assert interpolators.create("bilinear").hparams() == {"padding_mode": "zeros", "align_corners": False}
+
+
 class TestParse:
     @pytest.mark.parametrize(
         "name, text, value",
