@@ -22,17 +22,30 @@ THREADS = 2
 METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn"]
 
 
+def compiler_available() -> bool:
+    """Whether ``backend="compiled"`` can build here (``False`` at a commit without it)."""
+    try:
+        from interpolators._compile import compiler_available as available
+    except ImportError:
+        return False
+    return available()
+
+
 def pin_threads() -> None:
     torch.set_num_threads(THREADS)
 
 
-def create(name: str):
-    """The interpolator ``name`` with its defaults; ``NotImplementedError`` (asv: skip) if this commit lacks it."""
+def create(name: str, **hparams):
+    """The interpolator ``name`` (defaults, or ``hparams`` over them); ``NotImplementedError`` (asv: skip) if this
+    commit lacks it or the hyperparameter."""
     if cost is None:
         raise NotImplementedError("suites.cost is not in this commit")
     if name not in interpolators.available():
         raise NotImplementedError(f"{name} is not registered at this commit")
-    return interpolators.create(name)
+    missing = set(hparams) - set(interpolators.describe(name)["hparams"])
+    if missing:
+        raise NotImplementedError(f"{name} has no {sorted(missing)} at this commit")
+    return interpolators.create(name, **hparams)
 
 
 def sampling_inputs(size: int, batch: int = 1, channels: int = 1):

@@ -7,9 +7,12 @@ stated in (CONTRIBUTING.md) and is far less sensitive to the machine than either
 
 from __future__ import annotations
 
-import torch
+import math
 
-from ._common import METHODS, THREADS, cost, create, pin_threads, sampling_inputs
+import torch
+import torch.nn.functional as F
+
+from ._common import METHODS, THREADS, compiler_available, cost, create, pin_threads, sampling_inputs
 
 
 class Sampler:
@@ -76,3 +79,46 @@ class RelativeToBilinear:
         return method / cost.saved_tensor_bytes(lambda: self.bilinear(self.input, self.grid))
 
     track_saved_bytes_vs_bilinear.unit = "ratio"
+
+
+class SpeedTargets:
+    """Issue 6's table: forward + backward (input and grid) over bilinear's, float32, 2 threads, one process.
+
+    ``config`` is ``B x C x in -> out``: an ``in x in`` input sampled onto ``out x out`` through a
+    7 degree rotation. Targets: L-STN <= 4, ESTN <= 10. ``backend="compiled"`` is skipped where
+    Inductor has no C++ compiler; its compilation happens in ``setup``.
+    """
+
+    params = (["lstn", "estn"], ["eager", "compiled"], ["32x1x64->64", "32x3x64->64", "1x3x256->256", "8x3x256->64"])
+    param_names = ["interpolator", "backend", "config"]
+    timeout = 600
+
+    def setup(self, name: str, backend: str, config: str) -> None:
+        pin_threads()
+        if backend == "compiled" and not compiler_available():
+            raise NotImplementedError("backend='compiled' needs a C++ compiler")
+        self.sampler = create(name, backend=backend)
+        self.bilinear = create("bilinear")
+        shape, out = config.split("->")
+        b, c, size = (int(n) for n in shape.split("x"))
+        generator = torch.Generator().manual_seed(0)
+        self.input = torch.rand(b, c, size, size, generator=generator).requires_grad_(True)
+        a = math.radians(7.0)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.01], [math.sin(a), math.cos(a), -0.02]]).expand(b, 2, 3)
+        self.grid = F.affine_grid(theta, [b, c, int(out), int(out)], align_corners=False).requires_grad_(True)
+        self.grad_output = torch.rand(b, c, int(out), int(out), generator=generator)
+        self._forward_backward(self.sampler)()  # compiles, for backend="compiled"
+
+    def _forward_backward(self, sampler):
+        def run() -> None:
+            self.input.grad = self.grid.grad = None
+            sampler(self.input, self.grid).backward(self.grad_output)
+
+        return run
+
+    def track_forward_backward_time_vs_bilinear(self, name: str, backend: str, config: str) -> float:
+        method, _ = cost.cpu_latency(self._forward_backward(self.sampler), 0.2, THREADS)
+        baseline, _ = cost.cpu_latency(self._forward_backward(self.bilinear), 0.2, THREADS)
+        return method / baseline
+
+    track_forward_backward_time_vs_bilinear.unit = "ratio"

@@ -21,6 +21,7 @@ a hyperparameter. Per output pixel ``i`` with sampling point ``p_i`` (input pixe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar, Literal, get_args
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interpolators._compile import BACKENDS, Backend, run_compiled
 from interpolators._linalg import solve_sym3
 from interpolators._registry import register
 from interpolators.base import (
@@ -62,6 +64,7 @@ def check_estn_hparams(
     value: str,
     padding_mode: str,
     align_corners: bool,
+    backend: str = "eager",
 ) -> None:
     """Raise ``TypeError``/``ValueError`` naming the first hyperparameter out of its range."""
     check_number("num_samples", num_samples, integer=True, minimum=4)
@@ -79,6 +82,9 @@ def check_estn_hparams(
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners: expected a bool, got {align_corners!r}")
+    check_choice("backend", backend, BACKENDS)
+    if backend == "compiled" and sampling != "spiral":
+        raise ValueError(f"backend: 'compiled' fuses the shared spiral only; expected 'eager' with sampling={sampling!r}")
 
 
 def spiral_offsets(num_samples: int, *, dtype: torch.dtype | None = None, device=None) -> Tensor:
@@ -151,22 +157,25 @@ def _finite_difference(values: Tensor, dim: int) -> Tensor:
 
 
 def _tangent_frame(
-    grid: Tensor, scale_x: float, scale_y: float, min_radius: float, tangent_scale: float
+    gx: Tensor, gy: Tensor, scale_x: float, scale_y: float, min_radius: float, tangent_scale: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The map from unit offsets to input pixels, ``A = t sqrt(J J^T + r^2 I)``, as ``(a00, a01, a10, a11)``.
 
-    ``grid (B, Ho, Wo, 2)`` (detached); each entry comes back as ``(B, Ho, Wo)``. The square
-    root of the SPD 2x2 ``S`` is closed-form: ``(S + sqrt(det S) I) / sqrt(tr S + 2 sqrt(det S))``.
-    An axis along which normalized coordinates do not move the pixel (``align_corners=True`` on a
-    size-1 input) gets a zero row: no offsets and no slope along it.
+    ``gx, gy (B, Ho, Wo)``: the grid's normalized coordinates (detached); each entry comes back
+    as ``(B, Ho, Wo)``. The square root of the SPD 2x2 ``S`` is closed-form:
+    ``(S + sqrt(det S) I) / sqrt(tr S + 2 sqrt(det S))``. An axis along which normalized
+    coordinates do not move the pixel (``align_corners=True`` on a size-1 input) gets a zero
+    row: no offsets and no slope along it.
     """
-    pixels = grid * grid.new_tensor([scale_x, scale_y])
-    along_x, along_y = _finite_difference(pixels, 2), _finite_difference(pixels, 1)  # J's columns, (B, Ho, Wo, 2)
-    diagonal = along_x * along_x + along_y * along_y + min_radius * min_radius
-    s00, s11 = diagonal.unbind(-1)
-    s01 = along_x[..., 0] * along_x[..., 1] + along_y[..., 0] * along_y[..., 1]
+    px, py = gx * scale_x, gy * scale_y
+    # J = [[dpx/dox, dpx/doy], [dpy/dox, dpy/doy]]: columns along the output's x (dim 2) and y (dim 1)
+    j00, j10 = _finite_difference(px, 2), _finite_difference(py, 2)
+    j01, j11 = _finite_difference(px, 1), _finite_difference(py, 1)
+    s00 = j00 * j00 + j01 * j01 + min_radius * min_radius
+    s11 = j10 * j10 + j11 * j11 + min_radius * min_radius
+    s01 = j00 * j10 + j01 * j11
     root_det = (s00 * s11 - s01 * s01).clamp_min(0.0).sqrt()
-    norm = (s00 + s11 + 2.0 * root_det).sqrt().clamp_min(torch.finfo(grid.dtype).tiny)
+    norm = (s00 + s11 + 2.0 * root_det).sqrt().clamp_min(torch.finfo(gx.dtype).tiny)
     kx = tangent_scale if scale_x > 0 else 0.0
     ky = tangent_scale if scale_y > 0 else 0.0
     s01 = s01 / norm
@@ -409,7 +418,7 @@ def _estn(
     scale_y = normalized_to_pixel_scale(h, align_corners)
     with torch.no_grad():
         g = grid.detach().to(work)
-        a00, a01, a10, a11 = _tangent_frame(g, scale_x, scale_y, min_radius, tangent_scale)
+        a00, a01, a10, a11 = _tangent_frame(g[..., 0], g[..., 1], scale_x, scale_y, min_radius, tangent_scale)
         z = _unit_offsets(k, sampling, (b, ho, wo), work, input.device, generator)
         inv_x = 1.0 / scale_x if scale_x > 0 else 0.0
         inv_y = 1.0 / scale_y if scale_y > 0 else 0.0
@@ -459,6 +468,139 @@ def _estn(
         "intercept": theta[:, :, 2],
         "slope": slope,
     }
+
+
+# --- backend="compiled": steps 1-6 per sample, for torch.compile to fuse (interpolators/_compile.py) ---
+
+
+def _fused_points(
+    g: Tensor, scale_x: float, scale_y: float, min_radius: float, tangent_scale: float, z: tuple[tuple[float, float], ...]
+) -> tuple[Tensor, ...]:
+    """Steps 1-2 for the shared spiral ``z`` (``K`` pairs of floats): the points ``(B, K*Ho, Wo, 2)`` and the frame."""
+    b, ho, wo, _ = g.shape
+    gx, gy = g[..., 0], g[..., 1]
+    a00, a01, a10, a11 = _tangent_frame(gx, gy, scale_x, scale_y, min_radius, tangent_scale)
+    inv_x = 1.0 / scale_x if scale_x > 0 else 0.0
+    inv_y = 1.0 / scale_y if scale_y > 0 else 0.0
+    ux, uy, vx, vy = a00 * inv_x, a10 * inv_y, a01 * inv_x, a11 * inv_y  # along z_x and z_y, normalized units
+    points = [torch.stack([gx + zx * ux + zy * vx, gy + zx * uy + zy * vy], dim=-1) for zx, zy in z]
+    return torch.stack(points, dim=1).view(b, len(z) * ho, wo, 2), a00, a01, a10, a11
+
+
+def _inverse_sym3(mxx, mxy, myy, mx, my, m1, ridge: float, eps: float) -> tuple:
+    """``M^-1`` of the ridged normal matrix ``[[mxx + l, mxy, mx], [mxy, myy + l, my], [mx, my, m1]]``,
+    ``l = (ridge + eps) * trace``, as its six entries; floats or tensors (the algebra of :func:`_solve_normal`)."""
+    lam = (mxx + myy + m1) * (ridge + eps)
+    a00, a11 = mxx + lam, myy + lam
+    c00, c01, c02 = a11 * m1 - my * my, mx * my - mxy * m1, mxy * my - mx * a11
+    c11, c12, c22 = a00 * m1 - mx * mx, mxy * mx - a00 * my, a00 * a11 - mxy * mxy
+    inv_det = 1.0 / (a00 * c00 + mxy * c01 + mx * c02)
+    return tuple(c * inv_det for c in (c00, c01, c02, c11, c12, c22))
+
+
+def _fused_fit(
+    y: Tensor,
+    a00: Tensor,
+    a01: Tensor,
+    a10: Tensor,
+    a11: Tensor,
+    z: tuple[tuple[float, float], ...],
+    prior: tuple[float, ...],
+    entropy: float | None,
+    iterations: int,
+    ridge: float,
+    scale_x: float,
+    scale_y: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Steps 4-6 for the shared spiral, one loop per pixel: ``(intercept (B, C, Ho, Wo), slope (B, C, Ho, Wo, 2),
+    beta)``, ``beta`` the intercept weights ``(B, 1, K, Ho, Wo)`` (``(K,)`` when the weights are the prior).
+
+    ``y (B, C, K, Ho, Wo)``; the same fit and reweighting as :func:`_entropy_fit_shared` and
+    :func:`_plane_fit`, written with one ``(B, Ho, Wo)`` slice per sample and channel.
+    """
+    eps, tiny = torch.finfo(y.dtype).eps, torch.finfo(y.dtype).tiny
+    c, k = y.shape[1], y.shape[2]
+    ys = [[y[:, ch, s] for s in range(k)] for ch in range(c)]
+    zx, zy = [p[0] for p in z], [p[1] for p in z]
+
+    def fit(weights) -> tuple[list, tuple]:
+        """Per channel ``(theta_x, theta_y, theta_1)`` and ``M^-1 e_3``, for float or per-pixel weights."""
+        wx = [w * x for w, x in zip(weights, zx)]
+        wy = [w * v for w, v in zip(weights, zy)]
+        moments = (
+            sum(a * x for a, x in zip(wx, zx)), sum(a * v for a, v in zip(wx, zy)), sum(a * v for a, v in zip(wy, zy)),
+            sum(wx), sum(wy), sum(weights),
+        )  # fmt: skip
+        i00, i01, i02, i11, i12, i22 = _inverse_sym3(*moments, ridge, eps)
+        thetas = []
+        for samples in ys:
+            b0 = sum(a * s for a, s in zip(wx, samples))
+            b1 = sum(a * s for a, s in zip(wy, samples))
+            b2 = sum(w * s for w, s in zip(weights, samples))
+            thetas.append((i00 * b0 + i01 * b1 + i02 * b2, i01 * b0 + i11 * b1 + i12 * b2, i02 * b0 + i12 * b1 + i22 * b2))
+        return thetas, (i02, i12, i22)
+
+    weights = list(prior)
+    thetas, row = fit(weights)
+    if entropy is not None and iterations > 0:
+        total = sum(prior)
+        gamma = tiny
+        for samples in ys:  # entropy x the prior-weighted variance, summed over channels
+            mean = sum((w / total) * s for w, s in zip(prior, samples))
+            second = sum((w / total) * s * s for w, s in zip(prior, samples))
+            gamma = gamma + entropy * (second - mean * mean).clamp_min(0.0) + eps * second
+        neg_inv_gamma = -1.0 / gamma
+        for _ in range(iterations):
+            logits = []
+            for s in range(k):
+                squared = sum((ys[ch][s] - (t[0] * zx[s] + t[1] * zy[s] + t[2])) ** 2 for ch, t in enumerate(thetas))
+                logits.append(math.log(prior[s]) + squared * neg_inv_gamma)
+            largest = functools.reduce(torch.maximum, logits)
+            weights = [torch.exp(logit - largest) for logit in logits]
+            thetas, row = fit(weights)
+    beta = [w * (row[0] * x + row[1] * v + row[2]) for w, x, v in zip(weights, zx, zy)]
+    beta = torch.stack(beta, dim=1).unsqueeze(1) if isinstance(beta[0], Tensor) else y.new_tensor(beta)
+    p00, p01, p10, p11 = _pinv2(a00, a01, a10, a11)
+    intercept = torch.stack([t[2] for t in thetas], dim=1)
+    slope = [torch.stack([(p00 * tx + p10 * ty) * scale_x, (p01 * tx + p11 * ty) * scale_y], dim=-1) for tx, ty, _ in thetas]
+    return intercept, torch.stack(slope, dim=1), beta
+
+
+def _estn_compiled(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int,
+    tangent_scale: float,
+    min_radius: float,
+    kernel_size: int,
+    entropy: float | None,
+    iterations: int,
+    ridge: float,
+    padding_mode: str,
+    align_corners: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`_estn` for the shared spiral with the math around ``grid_sample`` fused: ``(samples, intercept, slope, beta)``."""
+    b, c, h, w = input.shape
+    _, ho, wo, _ = grid.shape
+    work = torch.promote_types(input.dtype, torch.float32)
+    scale_x = normalized_to_pixel_scale(w, align_corners)
+    scale_y = normalized_to_pixel_scale(h, align_corners)
+    unit = spiral_offsets(num_samples, dtype=torch.float64)
+    z = tuple((float(x), float(v)) for x, v in unit.tolist())
+    prior = tuple(prior_weights(unit, tangent_scale, kernel_size).tolist())
+    with torch.no_grad():
+        points, *frame = run_compiled(
+            _fused_points, grid.detach().to(work), scale_x, scale_y, min_radius, tangent_scale, z
+        )
+    samples = F.grid_sample(
+        input, points.to(input.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=align_corners
+    ).view(b, c, num_samples, ho, wo)
+    with torch.no_grad():
+        intercept, slope, beta = run_compiled(
+            _fused_fit, samples.detach().to(work), *frame, z, prior, entropy, iterations, ridge, scale_x, scale_y
+        )
+    return samples, intercept, slope, beta
 
 
 @dataclasses.dataclass(frozen=True)
@@ -553,6 +695,7 @@ def estn_sample(
     value: Value = "fit",
     padding_mode: PaddingMode = "zeros",
     align_corners: bool = False,
+    backend: Backend = "eager",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sample ``input (B, C, H, W)`` at ``grid (B, Ho, Wo, 2)`` the ESTN way; returns ``(B, C, Ho, Wo)``.
@@ -591,6 +734,9 @@ def estn_sample(
         sampling: ``"spiral"`` (deterministic) or ``"random"`` (fresh ``N(0, I)`` per pixel).
         value: ``"fit"`` (the intercept) or ``"center"`` (bilinear's value at ``p_i``).
         padding_mode, align_corners: as in ``grid_sample``, for every sample.
+        backend: ``"eager"``, or ``"compiled"`` to fuse the math around ``grid_sample`` with
+            ``torch.compile`` (spiral sampling only; same numbers up to rounding, see
+            ``interpolators/_compile.py``).
         generator: seeds ``sampling="random"`` (else torch's global generator).
 
     Examples:
@@ -606,23 +752,33 @@ def estn_sample(
     check_estn_hparams(
         num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius, kernel_size=kernel_size,
         entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value=value,
-        padding_mode=padding_mode, align_corners=align_corners,
+        padding_mode=padding_mode, align_corners=align_corners, backend=backend,
     )  # fmt: skip
-    parts = _estn(
-        input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
-        kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling,
-        padding_mode=padding_mode, align_corners=align_corners, generator=generator,
-    )  # fmt: skip
-    value_weights = (parts["weights"], parts["intercept_row"], parts["features"]) if value == "fit" else ()
-    out = parts["intercept"] if value == "fit" else parts["samples"].detach()[:, :, 0]
-    return _Output.apply(parts["samples"], grid, out.to(input.dtype), parts["slope"], *value_weights)
+    if backend == "compiled":
+        samples, intercept, slope, beta = _estn_compiled(
+            input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
+            kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge,
+            padding_mode=padding_mode, align_corners=align_corners,
+        )  # fmt: skip
+        value_weights = (beta,)
+    else:
+        parts = _estn(
+            input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
+            kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling,
+            padding_mode=padding_mode, align_corners=align_corners, generator=generator,
+        )  # fmt: skip
+        samples, intercept, slope = parts["samples"], parts["intercept"], parts["slope"]
+        value_weights = (parts["weights"], parts["intercept_row"], parts["features"])
+    if value == "center":
+        value_weights, intercept = (), samples.detach()[:, :, 0]
+    return _Output.apply(samples, grid, intercept.to(input.dtype), slope, *value_weights)
 
 
 class _Output(torch.autograd.Function):
     """ESTN's output with its two gradients: the value is precomputed, the backward is explicit.
 
     ``forward(samples (B, C, K, Ho, Wo), grid, value (B, C, Ho, Wo), slope (B, C, Ho, Wo, 2),
-    [weights, intercept_row, features])``. Gradient to ``samples``: ``grad * beta_k`` with
+    [weights, intercept_row, features] or [beta])``. Gradient to ``samples``: ``grad * beta_k`` with
     ``beta = weights * (features^T intercept_row)`` (formed only here, in backward), or ``grad`` at
     ``k = 0`` alone without the three (``value="center"``). Gradient to ``grid``:
     ``sum_c grad * slope``. Only ``K x output``-sized tensors are saved.
@@ -639,7 +795,9 @@ class _Output(torch.autograd.Function):
         slope, *intercept = ctx.saved_tensors
         grad_samples = grad_grid = None
         if ctx.needs_input_grad[0]:
-            if intercept:
+            if len(intercept) == 1:  # beta itself (backend="compiled")
+                grad_samples = grad.unsqueeze(-3) * _per_sample(intercept[0]).to(grad.dtype)
+            elif intercept:
                 weights, row, features = intercept
                 beta = _expand(row, features).mul_(_per_sample(weights)) if row.ndim > 1 else _per_sample(weights * (row @ features))
                 grad_samples = (grad.unsqueeze(-3) * beta.to(grad.dtype))
@@ -660,7 +818,7 @@ class ESTN(Interpolator):
 
     Args:
         num_samples, tangent_scale, min_radius, kernel_size, entropy, iterations, ridge,
-        sampling, value: see :func:`estn_sample`.
+        sampling, value, backend: see :func:`estn_sample`.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
         align_corners: ``grid_sample``'s coordinate convention.
 
@@ -693,12 +851,13 @@ class ESTN(Interpolator):
         value: Value = "fit",
         padding_mode: PaddingMode = "zeros",
         align_corners: bool = False,
+        backend: Backend = "eager",
     ) -> None:
         super().__init__(padding_mode=padding_mode, align_corners=align_corners)
         check_estn_hparams(
             num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius, kernel_size=kernel_size,
             entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value=value,
-            padding_mode=padding_mode, align_corners=align_corners,
+            padding_mode=padding_mode, align_corners=align_corners, backend=backend,
         )  # fmt: skip
         self.num_samples = num_samples
         self.tangent_scale = tangent_scale
@@ -709,6 +868,7 @@ class ESTN(Interpolator):
         self.ridge = ridge
         self.sampling = sampling
         self.value = value
+        self.backend = backend
         self.stochastic = sampling == "random"
 
     def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -1,9 +1,10 @@
 """Forward+backward time of every interpolator relative to bilinear, measured side by side in one process.
 
-Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--min-run-time 1.0]``
+Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--backend eager|compiled] [--min-run-time 1.0]``
 
 Each configuration ``(B, C, in, out)`` samples an ``in x in`` input at an ``out x out`` grid with a
-small rotation (off-lattice), with gradients to both the input and the grid. Timings are
+small rotation (off-lattice), with gradients to both the input and the grid. ``--backend compiled``
+builds the methods with ``backend="compiled"`` (compilation happens in the warm-up, outside the timing). Timings are
 ``torch.utils.benchmark`` medians (``blocked_autorange``, warm-up first); the ratio divides each
 method's median by bilinear's from the same process and threads.
 """
@@ -52,11 +53,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", default="lstn,estn")
+    parser.add_argument("--backend", choices=["eager", "compiled"], default="eager")
     parser.add_argument("--min-run-time", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward+backward")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward+backward, backend={args.backend}")
     print("| config (B, C, in, out) | bilinear ms | " + " | ".join(f"{m} ms | {m} / bilinear" for m in methods) + " |")
     print("|---" * (2 + 2 * len(methods)) + "|")
     for b, c, size, out in CONFIGS:
@@ -64,7 +66,7 @@ def main() -> None:
         base = median_seconds(interpolators.create("bilinear"), image, grid, args.min_run_time)
         cells = [f"{base * 1e3:.2f}"]
         for name in methods:
-            t = median_seconds(interpolators.create(name), image, grid, args.min_run_time)
+            t = median_seconds(interpolators.create(name, backend=args.backend), image, grid, args.min_run_time)
             cells += [f"{t * 1e3:.2f}", f"{t / base:.2f}"]
         print(f"| {b}, {c}, {size}, {out} | " + " | ".join(cells) + " |")
 
