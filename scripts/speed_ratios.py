@@ -3,7 +3,7 @@
 Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--backend eager|compiled] [--min-run-time 1.0]``
 
 Each configuration ``(B, C, in, out)`` samples an ``in x in`` input at an ``out x out`` grid with a
-small rotation (off-lattice), with gradients to both the input and the grid. ``--backend compiled``
+small rotation (off-lattice), backpropagating a fixed output gradient to both the input and the grid. ``--backend compiled``
 builds the methods with ``backend="compiled"`` (compilation happens in the warm-up, outside the timing). Timings are
 ``torch.utils.benchmark`` medians (``blocked_autorange``, warm-up first); the ratio divides each
 method's median by bilinear's from the same process and threads.
@@ -23,27 +23,30 @@ import interpolators
 CONFIGS = [(32, 1, 64, 64), (32, 3, 64, 64), (1, 3, 256, 256), (8, 3, 256, 64)]
 
 
-def make_inputs(b: int, c: int, size: int, out: int, angle_deg: float = 7.0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_inputs(
+    b: int, c: int, size: int, out: int, angle_deg: float = 7.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(image, grid, grad_output)``: a random image, a 7 degree rotation grid and a fixed output gradient."""
     g = torch.Generator().manual_seed(0)
     image = torch.rand(b, c, size, size, generator=g)
     a = math.radians(angle_deg)
     theta = torch.tensor([[math.cos(a), -math.sin(a), 0.01], [math.sin(a), math.cos(a), -0.02]]).expand(b, 2, 3)
     grid = F.affine_grid(theta, [b, c, out, out], align_corners=False)
-    return image, grid.contiguous()
+    return image, grid.contiguous(), torch.rand(b, c, out, out, generator=g)
 
 
-def forward_backward(sampler, image, grid):
+def forward_backward(sampler, image, grid, grad_output):
     image = image.detach().requires_grad_()
     grid = grid.detach().requires_grad_()
-    sampler(image, grid).square().mean().backward()
+    sampler(image, grid).backward(grad_output)
 
 
-def median_seconds(sampler, image, grid, min_run_time: float) -> float:
-    for _ in range(3):  # warm-up
-        forward_backward(sampler, image, grid)
+def median_seconds(sampler, image, grid, grad_output, min_run_time: float) -> float:
+    for _ in range(3):  # warm-up (and compilation, for backend="compiled")
+        forward_backward(sampler, image, grid, grad_output)
     timer = benchmark.Timer(
-        stmt="forward_backward(sampler, image, grid)",
-        globals={"forward_backward": forward_backward, "sampler": sampler, "image": image, "grid": grid},
+        stmt="forward_backward(sampler, image, grid, grad_output)",
+        globals={"forward_backward": forward_backward, "sampler": sampler, "image": image, "grid": grid, "grad_output": grad_output},
         num_threads=torch.get_num_threads(),
     )
     return timer.blocked_autorange(min_run_time=min_run_time).median
@@ -62,11 +65,11 @@ def main() -> None:
     print("| config (B, C, in, out) | bilinear ms | " + " | ".join(f"{m} ms | {m} / bilinear" for m in methods) + " |")
     print("|---" * (2 + 2 * len(methods)) + "|")
     for b, c, size, out in CONFIGS:
-        image, grid = make_inputs(b, c, size, out)
-        base = median_seconds(interpolators.create("bilinear"), image, grid, args.min_run_time)
+        image, grid, grad_output = make_inputs(b, c, size, out)
+        base = median_seconds(interpolators.create("bilinear"), image, grid, grad_output, args.min_run_time)
         cells = [f"{base * 1e3:.2f}"]
         for name in methods:
-            t = median_seconds(interpolators.create(name, backend=args.backend), image, grid, args.min_run_time)
+            t = median_seconds(interpolators.create(name, backend=args.backend), image, grid, grad_output, args.min_run_time)
             cells += [f"{t * 1e3:.2f}", f"{t / base:.2f}"]
         print(f"| {b}, {c}, {size}, {out} | " + " | ".join(cells) + " |")
 
