@@ -566,6 +566,15 @@ def _fused_fit(
     return intercept, torch.stack(slope, dim=1), beta
 
 
+@functools.cache
+def _spiral_constants(
+    num_samples: int, tangent_scale: float, kernel_size: int
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...]]:
+    """The spiral ``z`` and its prior weights as Python floats: constants the compiled functions are built for."""
+    unit = spiral_offsets(num_samples, dtype=torch.float64)
+    return tuple((x, v) for x, v in unit.tolist()), tuple(prior_weights(unit, tangent_scale, kernel_size).tolist())
+
+
 def _estn_compiled(
     input: Tensor,
     grid: Tensor,
@@ -586,9 +595,7 @@ def _estn_compiled(
     work = torch.promote_types(input.dtype, torch.float32)
     scale_x = normalized_to_pixel_scale(w, align_corners)
     scale_y = normalized_to_pixel_scale(h, align_corners)
-    unit = spiral_offsets(num_samples, dtype=torch.float64)
-    z = tuple((float(x), float(v)) for x, v in unit.tolist())
-    prior = tuple(prior_weights(unit, tangent_scale, kernel_size).tolist())
+    z, prior = _spiral_constants(num_samples, tangent_scale, kernel_size)
     with torch.no_grad():
         points, *frame = run_compiled(
             _fused_points, grid.detach().to(work), scale_x, scale_y, min_radius, tangent_scale, z

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.utils.flop_counter
 from torch.autograd import gradcheck
 
 import interpolators
@@ -152,6 +153,18 @@ class TestCompiledESTN:
         out.backward()
         assert out.item() == pytest.approx(31.5, abs=1e-10)
         assert grid.grad.flatten().tolist() == pytest.approx([4.0, 32.0], abs=1e-8)
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", ["lstn", "estn"])
+def test_runs_unfused_under_a_flop_counter(name):
+    """The cost suite counts FLOPs under FlopCounterMode, where torch.compile would find no frame to compile."""
+    image, grid, _ = case(torch.float32)
+    sampler = interpolators.create(name, backend="compiled")
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+        out = sampler(image, grid)
+    assert out.shape == (2, 3, 7, 9) and torch.isfinite(out).all()
+    assert counter.get_total_flops() >= 0
 
 
 class TestBackendErrors:
