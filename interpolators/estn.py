@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interpolators._compile import BACKENDS, Backend, run_compiled
+from interpolators._compile import BACKENDS, Backend, grid_sample_planar, run_compiled
 from interpolators._linalg import solve_sym3
 from interpolators._registry import register
 from interpolators.base import (
@@ -476,15 +476,16 @@ def _estn(
 def _fused_points(
     g: Tensor, scale_x: float, scale_y: float, min_radius: float, tangent_scale: float, z: tuple[tuple[float, float], ...]
 ) -> tuple[Tensor, ...]:
-    """Steps 1-2 for the shared spiral ``z`` (``K`` pairs of floats): the points ``(B, K*Ho, Wo, 2)`` and the frame."""
-    b, ho, wo, _ = g.shape
-    gx, gy = g[..., 0], g[..., 1]
+    """Steps 1-2 for the shared spiral ``z`` (``K`` pairs of floats) around the planar grid ``g (2, B, Ho, Wo)``: the
+    planar points ``(2, B, K, Ho, Wo)`` (Inductor vectorizes planar stores, not ``(x, y)`` pairs) and the frame."""
+    gx, gy = g[0], g[1]
     a00, a01, a10, a11 = _tangent_frame(gx, gy, scale_x, scale_y, min_radius, tangent_scale)
     inv_x = 1.0 / scale_x if scale_x > 0 else 0.0
     inv_y = 1.0 / scale_y if scale_y > 0 else 0.0
     ux, uy, vx, vy = a00 * inv_x, a10 * inv_y, a01 * inv_x, a11 * inv_y  # along z_x and z_y, normalized units
-    points = [torch.stack([gx + zx * ux + zy * vx, gy + zx * uy + zy * vy], dim=-1) for zx, zy in z]
-    return torch.stack(points, dim=1).view(b, len(z) * ho, wo, 2), a00, a01, a10, a11
+    x = torch.stack([gx + zx * ux + zy * vx for zx, zy in z], dim=1)
+    y = torch.stack([gy + zx * uy + zy * vy for zx, zy in z], dim=1)
+    return torch.stack([x, y]), a00, a01, a10, a11
 
 
 def _inverse_sym3(mxx, mxy, myy, mx, my, m1, ridge: float, eps: float) -> tuple:
@@ -512,8 +513,9 @@ def _fused_fit(
     scale_x: float,
     scale_y: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Steps 4-6 for the shared spiral, one loop per pixel: ``(intercept (B, C, Ho, Wo), slope (B, C, Ho, Wo, 2),
-    beta)``, ``beta`` the intercept weights ``(B, 1, K, Ho, Wo)`` (``(K,)`` when the weights are the prior).
+    """Steps 4-6 for the shared spiral, one loop per pixel: ``(intercept (B, C, Ho, Wo), slope (2, B, C, Ho, Wo),
+    beta)``, the slope planar, ``beta`` the intercept weights ``(B, 1, K, Ho, Wo)`` (``(K,)`` when the weights
+    are the prior).
 
     ``y (B, C, K, Ho, Wo)``; the same fit and reweighting as :func:`_entropy_fit_shared` and
     :func:`_plane_fit`, written with one ``(B, Ho, Wo)`` slice per sample and channel.
@@ -562,8 +564,16 @@ def _fused_fit(
     beta = torch.stack(beta, dim=1).unsqueeze(1) if isinstance(beta[0], Tensor) else y.new_tensor(beta)
     p00, p01, p10, p11 = _pinv2(a00, a01, a10, a11)
     intercept = torch.stack([t[2] for t in thetas], dim=1)
-    slope = [torch.stack([(p00 * tx + p10 * ty) * scale_x, (p01 * tx + p11 * ty) * scale_y], dim=-1) for tx, ty, _ in thetas]
-    return intercept, torch.stack(slope, dim=1), beta
+    slope_x = torch.stack([(p00 * tx + p10 * ty) * scale_x for tx, ty, _ in thetas], dim=1)
+    slope_y = torch.stack([(p01 * tx + p11 * ty) * scale_y for tx, ty, _ in thetas], dim=1)
+    return intercept, torch.stack([slope_x, slope_y]), beta
+
+
+def _fused_output_grads(grad: Tensor, slope: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """:class:`_Output`'s backward for ``backend="compiled"``: ``grad (B, C, Ho, Wo)`` to the samples
+    ``(B, C, K, Ho, Wo)`` through ``beta`` and to the planar grid ``(2, B, Ho, Wo)`` through the planar ``slope``."""
+    grad_samples = grad.unsqueeze(-3) * _per_sample(beta).to(grad.dtype)
+    return grad_samples, (grad * slope.to(grad.dtype)).sum(2)
 
 
 @functools.cache
@@ -589,20 +599,17 @@ def _estn_compiled(
     padding_mode: str,
     align_corners: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """:func:`_estn` for the shared spiral with the math around ``grid_sample`` fused: ``(samples, intercept, slope, beta)``."""
-    b, c, h, w = input.shape
-    _, ho, wo, _ = grid.shape
+    """:func:`_estn` for the shared spiral with the math around ``grid_sample`` fused: ``(samples, intercept, slope,
+    beta)``, the slope planar ``(2, B, C, Ho, Wo)``."""
+    _, _, h, w = input.shape
     work = torch.promote_types(input.dtype, torch.float32)
     scale_x = normalized_to_pixel_scale(w, align_corners)
     scale_y = normalized_to_pixel_scale(h, align_corners)
     z, prior = _spiral_constants(num_samples, tangent_scale, kernel_size)
     with torch.no_grad():
-        points, *frame = run_compiled(
-            _fused_points, grid.detach().to(work), scale_x, scale_y, min_radius, tangent_scale, z
-        )
-    samples = F.grid_sample(
-        input, points.to(input.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=align_corners
-    ).view(b, c, num_samples, ho, wo)
+        planar = grid.detach().to(work).permute(3, 0, 1, 2).contiguous()
+        points, *frame = run_compiled(_fused_points, planar, scale_x, scale_y, min_radius, tangent_scale, z)
+    samples = grid_sample_planar(input, points.to(input.dtype), padding_mode, align_corners)
     with torch.no_grad():
         intercept, slope, beta = run_compiled(
             _fused_fit, samples.detach().to(work), *frame, z, prior, entropy, iterations, ridge, scale_x, scale_y
@@ -767,6 +774,9 @@ def estn_sample(
             kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge,
             padding_mode=padding_mode, align_corners=align_corners,
         )  # fmt: skip
+        if value == "center":  # all weight on the sampling point
+            beta = torch.zeros(num_samples, dtype=beta.dtype, device=beta.device)
+            beta[0] = 1.0
         value_weights = (beta,)
     else:
         parts = _estn(
@@ -777,7 +787,8 @@ def estn_sample(
         samples, intercept, slope = parts["samples"], parts["intercept"], parts["slope"]
         value_weights = (parts["weights"], parts["intercept_row"], parts["features"])
     if value == "center":
-        value_weights, intercept = (), samples.detach()[:, :, 0]
+        intercept = samples.detach()[:, :, 0]
+        value_weights = value_weights if backend == "compiled" else ()
     return _Output.apply(samples, grid, intercept.to(input.dtype), slope, *value_weights)
 
 
@@ -785,7 +796,8 @@ class _Output(torch.autograd.Function):
     """ESTN's output with its two gradients: the value is precomputed, the backward is explicit.
 
     ``forward(samples (B, C, K, Ho, Wo), grid, value (B, C, Ho, Wo), slope (B, C, Ho, Wo, 2),
-    [weights, intercept_row, features] or [beta])``. Gradient to ``samples``: ``grad * beta_k`` with
+    [weights, intercept_row, features])``, or ``slope (2, B, C, Ho, Wo)`` (planar) and ``[beta]`` from
+    ``backend="compiled"``, whose backward is fused too. Gradient to ``samples``: ``grad * beta_k`` with
     ``beta = weights * (features^T intercept_row)`` (formed only here, in backward), or ``grad`` at
     ``k = 0`` alone without the three (``value="center"``). Gradient to ``grid``:
     ``sum_c grad * slope``. Only ``K x output``-sized tensors are saved.
@@ -800,11 +812,12 @@ class _Output(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         slope, *intercept = ctx.saved_tensors
+        if len(intercept) == 1:  # backend="compiled": beta itself and the planar slope
+            grad_samples, grad_grid = run_compiled(_fused_output_grads, grad, slope, intercept[0])
+            return grad_samples, grad_grid.permute(1, 2, 3, 0), None, None, None
         grad_samples = grad_grid = None
         if ctx.needs_input_grad[0]:
-            if len(intercept) == 1:  # beta itself (backend="compiled")
-                grad_samples = grad.unsqueeze(-3) * _per_sample(intercept[0]).to(grad.dtype)
-            elif intercept:
+            if intercept:
                 weights, row, features = intercept
                 beta = _expand(row, features).mul_(_per_sample(weights)) if row.ndim > 1 else _per_sample(weights * (row @ features))
                 grad_samples = (grad.unsqueeze(-3) * beta.to(grad.dtype))

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from interpolators._compile import BACKENDS, Backend, run_compiled
-from interpolators._linalg import solve_sym3
+from interpolators._compile import BACKENDS, Backend, grid_sample_planar, run_compiled
+from interpolators._linalg import solve_sym3, solve_sym3_parts
 from interpolators._registry import register
 from interpolators.base import (
     PADDING_MODES,
@@ -79,7 +79,8 @@ def _auxiliary_offsets(
 
     Drawn offsets stay standard normals (fit unit: one standard deviation per axis), which keeps the
     normal equations well conditioned whatever the sizes; given offsets are fitted in input pixels.
-    With ``backend="compiled"`` the draws are the random 64-bit words of :func:`_box_muller` instead.
+    With ``backend="compiled"`` the draw is one random 32-bit key that :func:`_hash_normals` turns into the
+    normals inside the fused kernel.
     """
     (b, _, h, w), (_, ho, wo, _) = input.shape, grid.shape
     m = num_samples - 1
@@ -89,9 +90,14 @@ def _auxiliary_offsets(
         push = 1.0 if push_away else 0.0
         std_x = math.sqrt((noise_strength / wo) ** 2 + push * (2.0 / w) ** 2)
         std_y = math.sqrt((noise_strength / ho) ** 2 + push * (2.0 / h) ** 2)
-        if backend == "compiled":
-            words = torch.empty((b, (m + 1) // 2, ho, wo), dtype=torch.int64, device=grid.device)
-            return words.random_(-(2**63), None, generator=generator), std_x, std_y
+        if backend == "compiled":  # a 32-bit key; the compiled kernel hashes it into normals
+            if b * m * ho * wo > 2**32:
+                raise ValueError(
+                    f"backend: 'compiled' draws at most 2^32 auxiliary points per call (a 32-bit counter), got "
+                    f"B * (num_samples - 1) * Ho * Wo = {b * m * ho * wo}; split the batch or use backend='eager'"
+                )
+            key = torch.empty(1, dtype=torch.int64, device=grid.device)
+            return key.random_(0, 2**32, generator=generator), std_x, std_y
         drawn = torch.randn((2, b, m, ho, wo), generator=generator, device=grid.device, dtype=grid.dtype)
         return drawn, std_x, std_y
     if not isinstance(offsets, Tensor):
@@ -157,10 +163,11 @@ def lstn_sample(
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``, as in ``grid_sample``.
         align_corners: ``grid_sample``'s coordinate convention.
         backend: ``"eager"``, or ``"compiled"`` to fuse the offsets, the sample points and the fit
-            with ``torch.compile``. Its offsets are Box-Muller normals from 16-bit uniforms, four
-            to one random 64-bit word of ``generator`` (a third of ``torch.randn``'s cost): the
-            same distribution to 16 bits, a different random stream. With ``offsets`` given, the
-            two backends agree to rounding.
+            with ``torch.compile``. Its offsets are Box-Muller normals from 16-bit uniforms that a
+            counter-based hash makes inside the fused kernel, keyed by one 32-bit draw of
+            ``generator`` (torch's CPU generator is serial: ``randn`` alone costs several
+            bilinear passes): the same distribution to 16 bits, a different random stream. With
+            ``offsets`` given, the two backends agree to rounding.
         generator: draws the offsets; torch's global generator when ``None``.
         offsets: fixed offsets ``(K - 1, B, Ho, Wo, 2)`` in normalized units instead of
             random ones (for tests); same dtype and device as ``grid``.
@@ -204,10 +211,10 @@ class _LinearizedSample(torch.autograd.Function):
     def forward(ctx, input, grid, offset, m, scale_x, scale_y, fixed_bias, padding_mode, align_corners, backend):
         sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
         if backend == "compiled":
-            b, c, ho, wo = *input.shape[:2], *grid.shape[1:3]
-            auxiliary = run_compiled(_fused_points, grid.detach(), offset, m, scale_x, scale_y)
-            samples = F.grid_sample(input, auxiliary, **sample).view(b, c, m, ho, wo)
-            value, slope_x, slope_y = run_compiled(_fused_fit, samples, offset, m, scale_x, scale_y)
+            planar = grid.detach().permute(3, 0, 1, 2).contiguous()
+            points = run_compiled(_fused_points, planar, offset, m, scale_x, scale_y)
+            samples = grid_sample_planar(input, points, padding_mode, align_corners)
+            value, slope_x, slope_y = run_compiled(_fused_fit, samples, points, planar, m, scale_x, scale_y)
             return _LinearizedSample._finish(ctx, input, grid, value, slope_x, slope_y, fixed_bias, sample)
         b, c, ho, wo = *input.shape[:2], *grid.shape[1:3]
         du, dv = offset[0], offset[1]  # (B, M, Ho, Wo) in fit units
@@ -260,51 +267,70 @@ class _LinearizedSample(torch.autograd.Function):
 # --- backend="compiled": offsets, points and fit per auxiliary point, for torch.compile to fuse ---------
 
 
-def _box_muller(words: Tensor, m: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``M`` standard normal pairs ``(du, dv)``, each ``(B, M, Ho, Wo)``, from random int64 ``words``.
+_MASK32 = 0xFFFFFFFF
 
-    ``words (B, ceil(M / 2), Ho, Wo)``: each 64-bit word gives two points from four 16-bit uniforms
-    ``u = (i + 1/2) / 2^16``: ``r = sqrt(-2 ln u_1)``, ``(du, dv) = r (cos 2 pi u_2, sin 2 pi u_2)``.
+
+def _mul32(x: Tensor, constant: int) -> Tensor:
+    """``x * constant mod 2^32`` for ``0 <= x < 2^32`` in int64, by 16-bit halves (no signed overflow)."""
+    low, high = constant & 0xFFFF, constant >> 16
+    return (x * low + (((x * high) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A bijective 32-bit integer hash (``lowbias32``, C. Wellons' hash-prospector) in int64."""
+    x = _mul32(x ^ (x >> 16), 0x7FEB352D)
+    x = _mul32(x ^ (x >> 15), 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _hash_normals(key: Tensor, shape: tuple[int, int, int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Standard normal pairs ``(du, dv)`` of ``shape (B, M, Ho, Wo)`` from a random 32-bit ``key (1,)``.
+
+    A counter-based generator: point ``i`` (flat index) gets the 32-bit hash
+    ``h = mix32(mix32(i) ^ key)`` (the key enters after a round: XOR-ing it into the counter
+    would only permute the counters, so keys that differ in low bits would give the same
+    normals in another order), whose two 16-bit halves are the uniforms
+    ``u = (j + 1/2) / 2^16`` of one Box-Muller transform: ``r = sqrt(-2 ln u_1)``,
+    ``(du, dv) = r (cos 2 pi u_2, sin 2 pi u_2)``. Computed inside the fused kernel, it costs
+    no memory traffic and runs in parallel, where torch's CPU generator is serial.
     """
-    lanes = [((words >> shift) & 0xFFFF).to(dtype).add(0.5).mul(2.0**-16) for shift in (0, 16, 32, 48)]
-    du, dv = [], []
-    for k in range(m):
-        u1, u2 = lanes[2 * (k % 2)][:, k // 2], lanes[2 * (k % 2) + 1][:, k // 2]
-        radius, angle = (-2.0 * u1.log()).sqrt(), (2.0 * math.pi) * u2
-        du.append(radius * angle.cos())
-        dv.append(radius * angle.sin())
-    return torch.stack(du, dim=1), torch.stack(dv, dim=1)
-
-
-def _fit_offsets(offset: Tensor, m: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """``(du, dv)``, each ``(B, M, Ho, Wo)`` in fit units, from given offsets or from random words."""
-    if offset.dtype == torch.int64:
-        return _box_muller(offset, m, dtype)
-    return offset[0], offset[1]
+    count = torch.arange(math.prod(shape), dtype=torch.int64, device=key.device).view(shape)
+    h = _mix32(_mix32(count) ^ key)
+    u1 = (h & 0xFFFF).to(dtype).add(0.5).mul(2.0**-16)
+    u2 = (h >> 16).to(dtype).add(0.5).mul(2.0**-16)
+    radius, angle = (-2.0 * u1.log()).sqrt(), (2.0 * math.pi) * u2
+    return radius * angle.cos(), radius * angle.sin()
 
 
 def _fused_points(grid: Tensor, offset: Tensor, m: int, scale_x: float, scale_y: float) -> Tensor:
-    """The auxiliary points ``(B, M * Ho, Wo, 2)`` in normalized units."""
-    b, ho, wo, _ = grid.shape
-    du, dv = _fit_offsets(offset, m, grid.dtype)
-    x = grid[..., 0].unsqueeze(1) + du * scale_x
-    y = grid[..., 1].unsqueeze(1) + dv * scale_y
-    return torch.stack([x, y], dim=-1).view(b, m * ho, wo, 2)
+    """The auxiliary points ``(2, B, M, Ho, Wo)`` around ``grid (2, B, Ho, Wo)``, both planar ``(x, y)`` in
+    normalized units, from given offsets or from a random key (planar: Inductor vectorizes only
+    contiguous loads and stores, not interleaved pairs).
+    """
+    _, b, ho, wo = grid.shape
+    if offset.dtype == torch.int64:
+        du, dv = _hash_normals(offset, (b, m, ho, wo), grid.dtype)
+    else:
+        du, dv = offset[0], offset[1]
+    return torch.stack([grid[0].unsqueeze(1) + du * scale_x, grid[1].unsqueeze(1) + dv * scale_y])
 
 
 def _fused_fit(
-    samples: Tensor, offset: Tensor, m: int, scale_x: float, scale_y: float
+    samples: Tensor, points: Tensor, grid: Tensor, m: int, scale_x: float, scale_y: float
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The plane fit of ``samples (B, C, M, Ho, Wo)``: ``(I(p) + c, slope_x, slope_y)``, each ``(B, C, Ho, Wo)``."""
-    du, dv = _fit_offsets(offset, m, samples.dtype)
-    u, v = [du[:, k : k + 1] for k in range(m)], [dv[:, k : k + 1] for k in range(m)]
+    """The plane fit of ``samples (B, C, M, Ho, Wo)`` at ``points (2, B, M, Ho, Wo)`` around ``grid (2, B, Ho, Wo)``:
+    ``(I(p) + c, slope_x, slope_y)``, each ``(B, C, Ho, Wo)``. The offsets are read back from the points, which
+    is cheaper than drawing them again.
+    """
+    u = [((points[0, :, k] - grid[0]) / scale_x).unsqueeze(1) for k in range(m)]
+    v = [((points[1, :, k] - grid[1]) / scale_y).unsqueeze(1) for k in range(m)]
     ys = [samples[:, :, k] for k in range(m)]
     normal = (
         sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(u), sum(b * b for b in v), sum(v), float(m)
     )  # fmt: skip
-    rhs = torch.stack([sum(y * a for y, a in zip(ys, u)), sum(y * b for y, b in zip(ys, v)), sum(ys)])
-    fit = solve_sym3(normal, rhs).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
-    return fit[2], fit[0] / scale_x, fit[1] / scale_y
+    rhs = (sum(y * a for y, a in zip(ys, u)), sum(y * b for y, b in zip(ys, v)), sum(ys))
+    slope_u, slope_v, value = (x.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0) for x in solve_sym3_parts(normal, rhs))
+    return value, slope_u / scale_x, slope_v / scale_y
 
 
 def _lstn_sample_reference(

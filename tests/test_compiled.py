@@ -16,7 +16,7 @@ from torch.autograd import gradcheck
 import interpolators
 import interpolators._compile as compile_module
 from interpolators.estn import estn_sample
-from interpolators.lstn import _box_muller, lstn_sample
+from interpolators.lstn import _hash_normals, _mix32, _mul32, lstn_sample
 
 
 needs_compiler = pytest.mark.skipif(not compile_module.compiler_available(), reason="backend='compiled' needs a C++ compiler (Inductor)")
@@ -61,6 +61,16 @@ class TestCompiledLSTN:
         ]
         assert_same(*results, rtol=1e-10, atol=1e-12)
 
+    def test_batch_of_one_matches_eager(self):
+        """A batch of one samples its auxiliary points as a batch of ``K - 1`` (grid_sample_planar)."""
+        image, grid, grad_out = (t[:1] for t in case())
+        offsets = torch.randn(7, 1, 7, 9, 2, generator=torch.Generator().manual_seed(1), dtype=f64) * 0.05
+        results = [
+            value_and_grads(lambda i, g: lstn_sample(i, g, offsets=offsets, backend=backend), image, grid, grad_out)
+            for backend in ("eager", "compiled")
+        ]
+        assert_same(*results, rtol=1e-10, atol=1e-12)
+
     def test_float32_close_to_eager(self):
         image, grid, grad_out = case(torch.float32)
         offsets = torch.randn(7, 2, 7, 9, 2, generator=torch.Generator().manual_seed(1)) * 0.05
@@ -94,23 +104,76 @@ class TestCompiledLSTN:
         torch.testing.assert_close(out.detach(), expected)
 
 
-def test_box_muller_gives_independent_standard_normals():
-    """The compiled backend's offsets: 7 x 40000 pairs from a fixed seed, against N(0, 1) by Kolmogorov-Smirnov."""
-    words = torch.empty(10000, 4, 2, 2, dtype=torch.int64).random_(-(2**63), None, generator=torch.Generator().manual_seed(0))
-    du, dv = _box_muller(words, 7, f64)
-    assert du.shape == dv.shape == (10000, 7, 2, 2)
-    n = du.numel()
-    for z in (du.flatten(), dv.flatten()):
-        ordered = z.sort().values
-        cdf = torch.special.ndtr(ordered)
-        steps = torch.arange(1, n + 1, dtype=f64) / n
-        ks = torch.maximum(steps - cdf, cdf - (steps - 1 / n)).max().item()
-        assert ks < 1.63 / math.sqrt(n)  # the 1% critical value
-        assert abs(z.mean().item()) < 4 / math.sqrt(n)
-        assert z.var().item() == pytest.approx(1.0, abs=0.02)
-    assert abs(torch.corrcoef(torch.stack([du.flatten(), dv.flatten()]))[0, 1].item()) < 4 / math.sqrt(n)
-    # neighbouring points (the two halves of one word) are uncorrelated too
-    assert abs(torch.corrcoef(torch.stack([du[:, 0].flatten(), du[:, 1].flatten()]))[0, 1].item()) < 4 / math.sqrt(n / 7)
+def assert_standard_normal(z: torch.Tensor) -> None:
+    """Kolmogorov-Smirnov at the 1% level, mean within 4 sigma, variance within 2%."""
+    n = z.numel()
+    ordered = z.flatten().sort().values
+    cdf = torch.special.ndtr(ordered)
+    steps = torch.arange(1, n + 1, dtype=f64) / n
+    ks = torch.maximum(steps - cdf, cdf - (steps - 1 / n)).max().item()
+    assert ks < 1.63 / math.sqrt(n)
+    assert abs(z.mean().item()) < 4 / math.sqrt(n)
+    assert z.var().item() == pytest.approx(1.0, abs=0.02)
+
+
+def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
+
+
+class TestGridSamplePlanar:
+    @pytest.mark.parametrize("batch", [1, 2], ids=["batch_of_one_as_batch_of_K", "batch"])
+    @pytest.mark.parametrize("padding_mode", ["zeros", "reflection"])
+    def test_matches_grid_sample_on_interleaved_points(self, batch, padding_mode):
+        image, _, _ = case()
+        image = image[:batch]
+        points = torch.rand(2, batch, 5, 7, 9, generator=torch.Generator().manual_seed(3), dtype=f64) * 2.4 - 1.2
+        grad_out = torch.rand(batch, 3, 5, 7, 9, dtype=f64, generator=torch.Generator().manual_seed(4))
+        interleaved = points.permute(1, 2, 3, 4, 0).reshape(batch, 5 * 7, 9, 2)
+        leaf = image.clone().requires_grad_()
+        expected = F.grid_sample(leaf, interleaved, padding_mode=padding_mode, align_corners=False).view(batch, 3, 5, 7, 9)
+        (expected_grad,) = torch.autograd.grad(expected, leaf, grad_out)
+        leaf = image.clone().requires_grad_()
+        samples = compile_module.grid_sample_planar(leaf, points, padding_mode, False)
+        (grad,) = torch.autograd.grad(samples, leaf, grad_out)
+        assert samples.shape == (batch, 3, 5, 7, 9)
+        torch.testing.assert_close(samples, expected, rtol=0, atol=1e-14)
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-13)
+
+
+class TestHashNormals:
+    """The compiled L-STN's counter-based offsets."""
+
+    def test_mul32_is_multiplication_mod_2_32(self):
+        x = torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 123456789])
+        for constant in (0x7FEB352D, 0x846CA68B):
+            assert _mul32(x, constant).tolist() == [(v * constant) % 2**32 for v in x.tolist()]
+
+    def test_mix32_is_a_bijection_on_a_block(self):
+        x = torch.arange(2**20) * 4093  # distinct inputs spread over the 32-bit range
+        h = _mix32(x)
+        assert h.unique().numel() == x.numel() and 0 <= h.min() and h.max() < 2**32
+
+    def test_independent_standard_normals(self):
+        """7 x 40000 pairs from one key, against N(0, 1); pairs, neighbours and key streams uncorrelated."""
+        key = torch.tensor([0x1234ABCD])
+        du, dv = _hash_normals(key, (10000, 7, 2, 2), f64)
+        assert du.shape == dv.shape == (10000, 7, 2, 2)
+        n = du.numel()
+        assert_standard_normal(du)
+        assert_standard_normal(dv)
+        assert abs(correlation(du, dv)) < 4 / math.sqrt(n)
+        assert abs(correlation(du[:, 0], du[:, 1])) < 4 / math.sqrt(n / 7)  # neighbouring counters
+        # keys one bit apart give unrelated streams (not shifted or permuted copies)
+        for other in ([0x1234ABCC], [0x1234ABCF], [0x9234ABCD]):
+            du2, _ = _hash_normals(torch.tensor(other), (10000, 7, 2, 2), f64)
+            assert abs(correlation(du, du2)) < 4 / math.sqrt(n)
+            assert (du.flatten().sort().values - du2.flatten().sort().values).abs().max() > 1e-3
+
+    def test_too_many_points_for_the_counter(self):
+        image = torch.rand(1, 1, 4, 4)
+        grid = torch.zeros(1, 1, 1, 2).expand(1, 30000, 30000, 2)  # 7 * 9e8 points > 2^32, no memory
+        with pytest.raises(ValueError, match=r"backend: 'compiled' draws at most 2\^32 auxiliary points"):
+            lstn_sample(image, grid, backend="compiled")
 
 
 @needs_compiler
@@ -132,6 +195,11 @@ class TestCompiledESTN:
             value_and_grads(lambda i, g: estn_sample(i, g, backend=backend, **kwargs), image, grid, grad_out)
             for backend in ("eager", "compiled")
         ]
+        assert_same(*results, rtol=1e-10, atol=1e-12)
+
+    def test_batch_of_one_matches_eager(self):
+        image, grid, grad_out = (t[:1] for t in case())
+        results = [value_and_grads(lambda i, g: estn_sample(i, g, backend=b), image, grid, grad_out) for b in ("eager", "compiled")]
         assert_same(*results, rtol=1e-10, atol=1e-12)
 
     def test_float32_close_to_eager(self):
