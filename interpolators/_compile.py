@@ -27,8 +27,6 @@ from collections.abc import Callable
 from typing import Literal, get_args
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 Backend = Literal["eager", "compiled"]
@@ -66,20 +64,3 @@ def run_compiled(fn: Callable, *args, **kwargs):
             f"{err.inner_exception}); Inductor needs a C++ compiler on CPU and Triton on CUDA. "
             "Use backend='eager' (the default) instead."
         ) from err
-
-
-def grid_sample_planar(input: Tensor, points: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
-    """Bilinear samples ``(B, C, K, Ho, Wo)`` of ``input (B, C, H, W)`` at planar ``points (2, B, K, Ho, Wo)``.
-
-    ``points`` are normalized ``(x, y)`` as in ``grid_sample``, which takes their permuted view
-    ``(B, K * Ho, Wo, 2)`` as it is. torch's CPU ``grid_sample`` kernels parallelize over the
-    batch only, so on CPU a batch of one is sampled as a batch of ``K`` (the input expanded, not
-    copied): its ``K`` samples then use every thread, forward and backward, for the same numbers.
-    """
-    _, b, k, ho, wo = points.shape
-    sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
-    if b == 1 and input.device.type == "cpu":
-        samples = F.grid_sample(input.expand(k, -1, -1, -1), points[:, 0].permute(1, 2, 3, 0), **sample)
-        return samples.transpose(0, 1).unsqueeze(0)
-    samples = F.grid_sample(input, points.view(2, b, k * ho, wo).permute(1, 2, 3, 0), **sample)
-    return samples.view(b, input.shape[1], k, ho, wo)

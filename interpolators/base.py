@@ -14,6 +14,7 @@ import math
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 PaddingMode = Literal["zeros", "border", "reflection"]
@@ -93,6 +94,27 @@ def check_number(
     if minimum is not None and (value <= minimum if strict else value < minimum):
         bound = f"> {minimum}" if strict else f">= {minimum}"
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
+
+
+
+def grid_sample_points(input: Tensor, points: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
+    """Bilinear samples ``(B, C, K, Ho, Wo)`` of ``input (B, C, H, W)`` at ``points (B, K, Ho, Wo, 2)``.
+
+    ``points`` are normalized ``(x, y)`` as in ``grid_sample``, in any layout whose ``K`` and
+    ``Ho`` merge into one dimension without a copy (contiguous, or the permuted view of planar
+    ``(2, B, K, Ho, Wo)`` points, which ``grid_sample`` reads as it is). torch's CPU
+    ``grid_sample`` kernels parallelize over the batch only, so on CPU a batch of one is sampled
+    as a batch of ``K`` (the input expanded, not copied): its ``K`` samples then use every
+    thread, forward and backward, for the same numbers up to the order of the input gradient's
+    sums. The result is then a non-contiguous view.
+    """
+    b, k, ho, wo, _ = points.shape
+    sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
+    if b == 1 and input.device.type == "cpu":
+        samples = F.grid_sample(input.expand(k, -1, -1, -1), points[0], **sample)
+        return samples.transpose(0, 1).unsqueeze(0)
+    samples = F.grid_sample(input, points.view(b, k * ho, wo, 2), **sample)
+    return samples.view(b, input.shape[1], k, ho, wo)
 
 
 class Interpolator(nn.Module):

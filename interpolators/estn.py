@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interpolators._compile import BACKENDS, Backend, grid_sample_planar, run_compiled
+from interpolators._compile import BACKENDS, Backend, run_compiled
 from interpolators._linalg import solve_sym3
 from interpolators._registry import register
 from interpolators.base import (
@@ -39,6 +39,7 @@ from interpolators.base import (
     check_choice,
     check_number,
     check_sampling_inputs,
+    grid_sample_points,
     normalized_to_pixel_scale,
 )
 
@@ -437,13 +438,7 @@ def _estn(
             f6 = torch.stack([zx * zx, zx * zy, zy * zy, zx, zy, ones], dim=1).unsqueeze(1)
             points = g.unsqueeze(1) + zx.unsqueeze(-1) * along_zx.unsqueeze(1) + zy.unsqueeze(-1) * along_zy.unsqueeze(1)
             prior = prior_weights(z, tangent_scale, kernel_size).unsqueeze(1)  # (B, 1, K, Ho, Wo)
-    samples = F.grid_sample(
-        input,
-        points.to(input.dtype).view(b, k * ho, wo, 2),
-        mode="bilinear",
-        padding_mode=padding_mode,
-        align_corners=align_corners,
-    ).view(b, c, k, ho, wo)
+    samples = grid_sample_points(input, points.to(input.dtype), padding_mode, align_corners)
     with torch.no_grad():
         y = samples.detach().to(work)
         weights = prior
@@ -609,7 +604,7 @@ def _estn_compiled(
     with torch.no_grad():
         planar = grid.detach().to(work).permute(3, 0, 1, 2).contiguous()
         points, *frame = run_compiled(_fused_points, planar, scale_x, scale_y, min_radius, tangent_scale, z)
-    samples = grid_sample_planar(input, points.to(input.dtype), padding_mode, align_corners)
+    samples = grid_sample_points(input, points.to(input.dtype).permute(1, 2, 3, 4, 0), padding_mode, align_corners)
     with torch.no_grad():
         intercept, slope, beta = run_compiled(
             _fused_fit, samples.detach().to(work), *frame, z, prior, entropy, iterations, ridge, scale_x, scale_y

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from interpolators._compile import BACKENDS, Backend, grid_sample_planar, run_compiled
+from interpolators._compile import BACKENDS, Backend, run_compiled
 from interpolators._linalg import solve_sym3, solve_sym3_parts
 from interpolators._registry import register
 from interpolators.base import (
@@ -26,6 +26,7 @@ from interpolators.base import (
     check_choice,
     check_number,
     check_sampling_inputs,
+    grid_sample_points,
 )
 
 __all__ = ["LSTN", "lstn_sample"]
@@ -213,7 +214,7 @@ class _LinearizedSample(torch.autograd.Function):
         if backend == "compiled":
             planar = grid.detach().permute(3, 0, 1, 2).contiguous()
             points = run_compiled(_fused_points, planar, offset, m, scale_x, scale_y)
-            samples = grid_sample_planar(input, points, padding_mode, align_corners)
+            samples = grid_sample_points(input, points.permute(1, 2, 3, 4, 0), padding_mode, align_corners)
             value, slope_x, slope_y = run_compiled(_fused_fit, samples, points, planar, m, scale_x, scale_y)
             return _LinearizedSample._finish(ctx, input, grid, value, slope_x, slope_y, fixed_bias, sample)
         b, c, ho, wo = *input.shape[:2], *grid.shape[1:3]
@@ -221,7 +222,7 @@ class _LinearizedSample(torch.autograd.Function):
         auxiliary = grid.new_empty((b, m, ho, wo, 2))
         torch.add(grid[..., 0].unsqueeze(1), du, alpha=scale_x, out=auxiliary[..., 0])
         torch.add(grid[..., 1].unsqueeze(1), dv, alpha=scale_y, out=auxiliary[..., 1])
-        samples = F.grid_sample(input, auxiliary.view(b, m * ho, wo, 2), **sample).view(b, c, m, ho, wo)
+        samples = grid_sample_points(input, auxiliary, padding_mode, align_corners)
 
         # Least squares over the auxiliary points of I(p_k) = a_u du_k + a_v dv_k + c': the slope is the
         # same as for I(p_k) - I(p), and the intercept c' is I(p) + c, so the centre need not be sampled.

@@ -15,6 +15,7 @@ from torch.autograd import gradcheck
 
 import interpolators
 import interpolators._compile as compile_module
+from interpolators.base import grid_sample_points
 from interpolators.estn import estn_sample
 from interpolators.lstn import _hash_normals, _mix32, _mul32, lstn_sample
 
@@ -62,7 +63,7 @@ class TestCompiledLSTN:
         assert_same(*results, rtol=1e-10, atol=1e-12)
 
     def test_batch_of_one_matches_eager(self):
-        """A batch of one samples its auxiliary points as a batch of ``K - 1`` (grid_sample_planar)."""
+        """A batch of one samples its auxiliary points as a batch of ``K - 1`` (grid_sample_points)."""
         image, grid, grad_out = (t[:1] for t in case())
         offsets = torch.randn(7, 1, 7, 9, 2, generator=torch.Generator().manual_seed(1), dtype=f64) * 0.05
         results = [
@@ -120,7 +121,7 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1].item()
 
 
-class TestGridSamplePlanar:
+class TestGridSamplePoints:
     @pytest.mark.parametrize("batch", [1, 2], ids=["batch_of_one_as_batch_of_K", "batch"])
     @pytest.mark.parametrize("padding_mode", ["zeros", "reflection"])
     def test_matches_grid_sample_on_interleaved_points(self, batch, padding_mode):
@@ -133,7 +134,7 @@ class TestGridSamplePlanar:
         expected = F.grid_sample(leaf, interleaved, padding_mode=padding_mode, align_corners=False).view(batch, 3, 5, 7, 9)
         (expected_grad,) = torch.autograd.grad(expected, leaf, grad_out)
         leaf = image.clone().requires_grad_()
-        samples = compile_module.grid_sample_planar(leaf, points, padding_mode, False)
+        samples = grid_sample_points(leaf, points.permute(1, 2, 3, 4, 0), padding_mode, False)
         (grad,) = torch.autograd.grad(samples, leaf, grad_out)
         assert samples.shape == (batch, 3, 5, 7, 9)
         torch.testing.assert_close(samples, expected, rtol=0, atol=1e-14)

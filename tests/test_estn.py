@@ -260,11 +260,12 @@ class TestEstnSample:
             {"num_samples": 5, "min_radius": 0.0, "tangent_scale": 1.0},
         ],
     )
-    def test_fast_path_matches_reference(self, kwargs):
+    @pytest.mark.parametrize("batch", [1, 2])  # a batch of one is sampled as a batch of K (grid_sample_points)
+    def test_fast_path_matches_reference(self, kwargs, batch):
         g = torch.Generator().manual_seed(3)
-        image = torch.rand(2, 3, 9, 11, generator=g, dtype=f64, requires_grad=True)
-        grid = (torch.rand(2, 5, 7, 2, generator=g, dtype=f64) * 2.4 - 1.2).requires_grad_()
-        upstream = torch.randn(2, 3, 5, 7, generator=g, dtype=f64)
+        image = torch.rand(batch, 3, 9, 11, generator=g, dtype=f64, requires_grad=True)
+        grid = (torch.rand(batch, 5, 7, 2, generator=g, dtype=f64) * 2.4 - 1.2).requires_grad_()
+        upstream = torch.randn(batch, 3, 5, 7, generator=g, dtype=f64)
         results = []
         for sampler in (estn_sample, _estn_reference):
             out = sampler(image, grid, generator=torch.Generator().manual_seed(5), **kwargs)
