@@ -96,7 +96,6 @@ def check_number(
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
 
 
-
 def grid_sample_points(input: Tensor, points: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
     """Bilinear samples ``(B, C, K, Ho, Wo)`` of ``input (B, C, H, W)`` at ``points (B, K, Ho, Wo, 2)``.
 
@@ -106,7 +105,8 @@ def grid_sample_points(input: Tensor, points: Tensor, padding_mode: str, align_c
     ``grid_sample`` kernels parallelize over the batch only, so on CPU a batch of one is sampled
     as a batch of ``K`` (the input expanded, not copied): its ``K`` samples then use every
     thread, forward and backward, for the same numbers up to the order of the input gradient's
-    sums. The result is then a non-contiguous view.
+    sums (backward holds ``K`` input-sized gradients until autograd sums them). The result is
+    then a non-contiguous view.
     """
     b, k, ho, wo, _ = points.shape
     sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
