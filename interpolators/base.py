@@ -101,16 +101,20 @@ def grid_sample_points(input: Tensor, points: Tensor, padding_mode: str, align_c
 
     ``points`` are normalized ``(x, y)`` as in ``grid_sample``, in any layout whose ``K`` and
     ``Ho`` merge into one dimension without a copy (contiguous, or the permuted view of planar
-    ``(2, B, K, Ho, Wo)`` points, which ``grid_sample`` reads as it is). torch's CPU
-    ``grid_sample`` kernels parallelize over the batch only, so on CPU a batch of one is sampled
-    as a batch of ``K`` (the input expanded, not copied): its ``K`` samples then use every
-    thread, forward and backward, for the same numbers up to the order of the input gradient's
-    sums (backward holds ``K`` input-sized gradients until autograd sums them). The result is
-    then a non-contiguous view.
+    ``(2, B, K, Ho, Wo)`` points, which ``grid_sample`` reads as it is).
+
+    torch's CPU ``grid_sample`` kernels parallelize over the batch only, so on CPU a batch of one
+    is sampled as a batch of ``K`` (the input expanded, not copied): its ``K`` samples then use
+    every thread, for the same numbers up to the order of the input gradient's sums. The result
+    is then a non-contiguous view. Where the input needs a gradient, that backward zeroes and sums
+    ``K`` input-sized gradients, so the batch of ``K`` is used only when the output has at least
+    as many pixels as the input (not when downsampling, where those sums would cost more than the
+    second thread saves).
     """
     b, k, ho, wo, _ = points.shape
     sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
-    if b == 1 and input.device.type == "cpu":
+    input_grad = torch.is_grad_enabled() and input.requires_grad
+    if b == 1 and input.device.type == "cpu" and (not input_grad or input.shape[2] * input.shape[3] <= ho * wo):
         samples = F.grid_sample(input.expand(k, -1, -1, -1), points[0], **sample)
         return samples.transpose(0, 1).unsqueeze(0)
     samples = F.grid_sample(input, points.view(b, k * ho, wo, 2), **sample)

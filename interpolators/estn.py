@@ -564,11 +564,15 @@ def _fused_fit(
     return intercept, torch.stack([slope_x, slope_y]), beta
 
 
-def _fused_output_grads(grad: Tensor, slope: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+def _fused_output_grads(
+    grad: Tensor, slope: Tensor, beta: Tensor, need_samples: bool, need_grid: bool
+) -> tuple[Tensor | None, Tensor | None]:
     """:class:`_Output`'s backward for ``backend="compiled"``: ``grad (B, C, Ho, Wo)`` to the samples
-    ``(B, C, K, Ho, Wo)`` through ``beta`` and to the planar grid ``(2, B, Ho, Wo)`` through the planar ``slope``."""
-    grad_samples = grad.unsqueeze(-3) * _per_sample(beta).to(grad.dtype)
-    return grad_samples, (grad * slope.to(grad.dtype)).sum(2)
+    ``(B, C, K, Ho, Wo)`` through ``beta`` and to the planar grid ``(2, B, Ho, Wo)`` through the planar ``slope``,
+    each only where needed (``None`` otherwise)."""
+    grad_samples = grad.unsqueeze(-3) * _per_sample(beta).to(grad.dtype) if need_samples else None
+    grad_grid = (grad * slope.to(grad.dtype)).sum(2) if need_grid else None
+    return grad_samples, grad_grid
 
 
 @functools.cache
@@ -808,8 +812,9 @@ class _Output(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         slope, *intercept = ctx.saved_tensors
         if len(intercept) == 1:  # backend="compiled": beta itself and the planar slope
-            grad_samples, grad_grid = run_compiled(_fused_output_grads, grad, slope, intercept[0])
-            return grad_samples, grad_grid.permute(1, 2, 3, 0), None, None, None
+            need_samples, need_grid = ctx.needs_input_grad[:2]
+            grad_samples, grad_grid = run_compiled(_fused_output_grads, grad, slope, intercept[0], need_samples, need_grid)
+            return grad_samples, None if grad_grid is None else grad_grid.permute(1, 2, 3, 0), None, None, None
         grad_samples = grad_grid = None
         if ctx.needs_input_grad[0]:
             if intercept:

@@ -105,14 +105,19 @@ class TestCompiledLSTN:
         torch.testing.assert_close(out.detach(), expected)
 
 
+def ks_statistic(z: torch.Tensor) -> float:
+    """``sqrt(n)`` times the Kolmogorov-Smirnov distance of ``z`` to N(0, 1) (1% critical value 1.63, 0.1% 1.95)."""
+    n = z.numel()
+    ordered = z.flatten().double().sort().values
+    cdf = torch.special.ndtr(ordered)
+    steps = torch.arange(1, n + 1, dtype=f64) / n
+    return torch.maximum(steps - cdf, cdf - (steps - 1 / n)).max().item() * math.sqrt(n)
+
+
 def assert_standard_normal(z: torch.Tensor) -> None:
     """Kolmogorov-Smirnov at the 1% level, mean within 4 sigma, variance within 2%."""
     n = z.numel()
-    ordered = z.flatten().sort().values
-    cdf = torch.special.ndtr(ordered)
-    steps = torch.arange(1, n + 1, dtype=f64) / n
-    ks = torch.maximum(steps - cdf, cdf - (steps - 1 / n)).max().item()
-    assert ks < 1.63 / math.sqrt(n)
+    assert ks_statistic(z) < 1.63
     assert abs(z.mean().item()) < 4 / math.sqrt(n)
     assert z.var().item() == pytest.approx(1.0, abs=0.02)
 
@@ -140,6 +145,16 @@ class TestGridSamplePoints:
         torch.testing.assert_close(samples, expected, rtol=0, atol=1e-14)
         torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-13)
 
+    def test_batch_of_K_only_where_its_backward_is_cheap(self):
+        """The expanded batch (a transposed, non-contiguous result) costs K input-sized gradients in backward:
+        used without an input gradient or when the output is at least as large as the input, not to downsample."""
+        image = torch.rand(1, 2, 16, 16, dtype=f64)
+        small, large = (torch.rand(1, 3, n, n, 2, dtype=f64) * 2 - 1 for n in (4, 16))
+        assert not grid_sample_points(image, small, "zeros", False).is_contiguous()  # no gradient: batch of K
+        leaf = image.clone().requires_grad_()
+        assert grid_sample_points(leaf, small, "zeros", False).is_contiguous()  # downsampling: one batch
+        assert not grid_sample_points(leaf, large, "zeros", False).is_contiguous()
+
 
 class TestHashNormals:
     """The compiled L-STN's counter-based offsets."""
@@ -155,9 +170,17 @@ class TestHashNormals:
         assert h.unique().numel() == x.numel() and 0 <= h.min() and h.max() < 2**32
 
     def test_independent_standard_normals(self):
-        """7 x 40000 pairs from one key, against N(0, 1); pairs, neighbours and key streams uncorrelated."""
-        key = torch.tensor([0x1234ABCD])
-        du, dv = _hash_normals(key, (10000, 7, 2, 2), f64)
+        """7 x 40000 pairs per key, against N(0, 1); pairs, neighbours and key streams uncorrelated."""
+        keys = torch.randint(0, 2**32, (8, 1), generator=torch.Generator().manual_seed(0))
+        statistics = []
+        for key in keys:
+            du, dv = _hash_normals(key, (10000, 7, 2, 2), f64)
+            statistics += [ks_statistic(du), ks_statistic(dv)]
+        # each key's draws pass at the 0.1% level, and the 16 statistics average like Kolmogorov's
+        # distribution (mean 0.87, standard deviation 0.26 / sqrt(16))
+        assert max(statistics) < 1.95
+        assert abs(sum(statistics) / len(statistics) - 0.87) < 4 * 0.26 / 4
+        du, dv = _hash_normals(keys[0], (10000, 7, 2, 2), f64)
         assert du.shape == dv.shape == (10000, 7, 2, 2)
         n = du.numel()
         assert_standard_normal(du)
@@ -165,10 +188,35 @@ class TestHashNormals:
         assert abs(correlation(du, dv)) < 4 / math.sqrt(n)
         assert abs(correlation(du[:, 0], du[:, 1])) < 4 / math.sqrt(n / 7)  # neighbouring counters
         # keys one bit apart give unrelated streams (not shifted or permuted copies)
-        for other in ([0x1234ABCC], [0x1234ABCF], [0x9234ABCD]):
+        (k,) = keys[0].tolist()
+        for other in ([k ^ 1], [k ^ 2], [k ^ 2**31]):
             du2, _ = _hash_normals(torch.tensor(other), (10000, 7, 2, 2), f64)
             assert abs(correlation(du, du2)) < 4 / math.sqrt(n)
             assert (du.flatten().sort().values - du2.flatten().sort().values).abs().max() > 1e-3
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_half_precision_draws_in_float32(self, dtype):
+        """The 16-bit uniforms overflow float16 (65535.5 -> inf) and collapse in bfloat16; the math runs in float32."""
+        key = torch.tensor([7])
+        du, dv = _hash_normals(key, (50, 7, 4, 4), dtype)
+        du32, dv32 = _hash_normals(key, (50, 7, 4, 4), torch.float32)
+        assert du.dtype == dv.dtype == dtype
+        assert torch.equal(du, du32.to(dtype)) and torch.equal(dv, dv32.to(dtype))
+        assert torch.isfinite(du32).all() and torch.isfinite(dv32).all()
+
+    @needs_compiler
+    def test_compiled_kernel_draws_the_same_normals(self):
+        """Inductor's kernel against the plain torch code of the same hash, and its draws against N(0, 1)."""
+        from interpolators.lstn import _fused_points
+
+        key = torch.tensor([0x2468ACE0])
+        planar_grid = torch.zeros(2, 100, 20, 20)
+        points = compile_module.run_compiled(_fused_points, planar_grid, key, 7, 1.0, 1.0)  # offsets = points
+        du, dv = _hash_normals(key, (100, 7, 20, 20), torch.float32)
+        torch.testing.assert_close(points[0], du, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(points[1], dv, rtol=1e-5, atol=1e-5)
+        assert_standard_normal(points[0].double())
+        assert_standard_normal(points[1].double())
 
     def test_too_many_points_for_the_counter(self):
         image = torch.rand(1, 1, 4, 4)
