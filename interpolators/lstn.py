@@ -211,6 +211,7 @@ class _LinearizedSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, grid, offset, m, scale_x, scale_y, fixed_bias, padding_mode, align_corners, backend):
         sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
+        ctx.compiled = backend == "compiled"
         if backend == "compiled":
             planar = grid.detach().permute(3, 0, 1, 2).contiguous()
             points = run_compiled(_fused_points, planar, offset, m, scale_x, scale_y)
@@ -236,7 +237,8 @@ class _LinearizedSample(torch.autograd.Function):
         del samples
         fit = solve_sym3(normal, rhs).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)  # as the reference zeroes NaNs
 
-        return _LinearizedSample._finish(ctx, input, grid, fit[2], fit[0] / scale_x, fit[1] / scale_y, fixed_bias, sample)
+        value = fit[2].clone()  # not a view of the fit: callers may modify the output in place
+        return _LinearizedSample._finish(ctx, input, grid, value, fit[0] / scale_x, fit[1] / scale_y, fixed_bias, sample)
 
     @staticmethod
     def _finish(ctx, input, grid, value, slope_x, slope_y, fixed_bias, sample):
@@ -246,7 +248,7 @@ class _LinearizedSample(torch.autograd.Function):
         ctx.codes = (_PADDING_CODES[sample["padding_mode"]], sample["align_corners"])
         if fixed_bias:
             return F.grid_sample(input, grid, **sample)
-        return value.clone()  # not a view of the fit: callers may modify the output in place
+        return value
 
     @staticmethod
     @once_differentiable
@@ -258,7 +260,9 @@ class _LinearizedSample(torch.autograd.Function):
             grad_input = torch.ops.aten.grid_sampler_2d_backward(
                 grad_out, input, grid, 0, padding, align_corners, (True, False)
             )[0]
-        if ctx.needs_input_grad[1]:  # the fitted slope, summed over channels against the output gradient
+        if ctx.needs_input_grad[1] and ctx.compiled:
+            grad_grid = run_compiled(_fused_grid_grad, grad_out, slope_x, slope_y).permute(1, 2, 3, 0)
+        elif ctx.needs_input_grad[1]:  # the fitted slope, summed over channels against the output gradient
             grad_grid = grid.new_empty(grid.shape)
             torch.sum(grad_out * slope_x, dim=1, out=grad_grid[..., 0])
             torch.sum(grad_out * slope_y, dim=1, out=grad_grid[..., 1])
@@ -336,6 +340,11 @@ def _fused_fit(
     rhs = (sum(y * a for y, a in zip(ys, u)), sum(y * b for y, b in zip(ys, v)), sum(ys))
     slope_u, slope_v, value = (x.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0) for x in solve_sym3_parts(normal, rhs))
     return value, slope_u / scale_x, slope_v / scale_y
+
+
+def _fused_grid_grad(grad_out: Tensor, slope_x: Tensor, slope_y: Tensor) -> Tensor:
+    """The grid gradient, planar ``(2, B, Ho, Wo)``: the slopes ``(B, C, Ho, Wo)`` against ``grad_out``, summed over channels."""
+    return torch.stack([(grad_out * slope_x).sum(1), (grad_out * slope_y).sum(1)])
 
 
 def _lstn_sample_reference(
