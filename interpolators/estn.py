@@ -773,9 +773,6 @@ def estn_sample(
             kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge,
             padding_mode=padding_mode, align_corners=align_corners,
         )  # fmt: skip
-        if value == "center":  # all weight on the sampling point
-            beta = torch.zeros(num_samples, dtype=beta.dtype, device=beta.device)
-            beta[0] = 1.0
         value_weights = (beta,)
     else:
         parts = _estn(
@@ -785,9 +782,11 @@ def estn_sample(
         )  # fmt: skip
         samples, intercept, slope = parts["samples"], parts["intercept"], parts["slope"]
         value_weights = (parts["weights"], parts["intercept_row"], parts["features"])
-    if value == "center":
+    if value == "center":  # bilinear's value: all weight on the sampling point (compiled: a one-hot beta)
         intercept = samples.detach()[:, :, 0]
-        value_weights = value_weights if backend == "compiled" else ()
+        value_weights = ()
+        if backend == "compiled":
+            value_weights = (F.one_hot(torch.tensor(0, device=input.device), num_samples).to(slope.dtype),)
     return _Output.apply(samples, grid, intercept.to(input.dtype), slope, *value_weights)
 
 

@@ -47,39 +47,32 @@ def assert_same(eager, compiled, rtol: float, atol: float) -> None:
 
 @needs_compiler
 class TestCompiledLSTN:
-    @pytest.mark.parametrize(
-        "kwargs",
-        [{}, {"fixed_bias": True}, {"num_samples": 5, "padding_mode": "border", "align_corners": True}],
-        ids=["default", "fixed_bias", "odd_border_corners"],
-    )
-    def test_matches_eager_with_fixed_offsets(self, kwargs):
-        image, grid, grad_out = case()
+    @staticmethod
+    def both_backends(dtype=f64, batch: int = 2, **kwargs):
+        """Value and both gradients from eager and from compiled, with the same fixed offsets."""
+        image, grid, grad_out = (t[:batch] for t in case(dtype))
         m = kwargs.get("num_samples", 8) - 1
-        offsets = torch.randn(m, 2, 7, 9, 2, generator=torch.Generator().manual_seed(1), dtype=f64) * 0.05
-        results = [
-            value_and_grads(lambda i, g: lstn_sample(i, g, offsets=offsets, backend=backend, **kwargs), image, grid, grad_out)
-            for backend in ("eager", "compiled")
-        ]
-        assert_same(*results, rtol=1e-10, atol=1e-12)
-
-    def test_batch_of_one_matches_eager(self):
-        """A batch of one samples its auxiliary points as a batch of ``K - 1`` (grid_sample_points)."""
-        image, grid, grad_out = (t[:1] for t in case())
-        offsets = torch.randn(7, 1, 7, 9, 2, generator=torch.Generator().manual_seed(1), dtype=f64) * 0.05
-        results = [
-            value_and_grads(lambda i, g: lstn_sample(i, g, offsets=offsets, backend=backend), image, grid, grad_out)
-            for backend in ("eager", "compiled")
-        ]
-        assert_same(*results, rtol=1e-10, atol=1e-12)
-
-    def test_float32_close_to_eager(self):
-        image, grid, grad_out = case(torch.float32)
-        offsets = torch.randn(7, 2, 7, 9, 2, generator=torch.Generator().manual_seed(1)) * 0.05
-        results = [
-            value_and_grads(lambda i, g: lstn_sample(i, g, offsets=offsets, backend=b), image, grid, grad_out)
+        offsets = torch.randn(m, batch, 7, 9, 2, generator=torch.Generator().manual_seed(1), dtype=dtype) * 0.05
+        return [
+            value_and_grads(lambda i, g: lstn_sample(i, g, offsets=offsets, backend=b, **kwargs), image, grid, grad_out)
             for b in ("eager", "compiled")
         ]
-        assert_same(*results, rtol=1e-4, atol=1e-4)
+
+    @pytest.mark.parametrize(
+        ("batch", "kwargs"),
+        [
+            (2, {}),
+            (2, {"fixed_bias": True}),
+            (2, {"num_samples": 5, "padding_mode": "border", "align_corners": True}),
+            (1, {}),  # a batch of one samples its auxiliary points as a batch of K - 1 (grid_sample_points)
+        ],
+        ids=["default", "fixed_bias", "odd_border_corners", "batch_of_one"],
+    )
+    def test_matches_eager_with_fixed_offsets(self, batch, kwargs):
+        assert_same(*self.both_backends(batch=batch, **kwargs), rtol=1e-10, atol=1e-12)
+
+    def test_float32_close_to_eager(self):
+        assert_same(*self.both_backends(torch.float32), rtol=1e-4, atol=1e-4)
 
     def test_drawn_offsets_follow_the_generator(self):
         image, grid, _ = case(torch.float32)
@@ -227,34 +220,31 @@ class TestHashNormals:
 
 @needs_compiler
 class TestCompiledESTN:
-    @pytest.mark.parametrize(
-        "kwargs",
-        [
-            {},
-            {"entropy": None},
-            {"num_samples": 12, "iterations": 1, "entropy": 0.5},
-            {"value": "center"},
-            {"padding_mode": "reflection", "align_corners": True},
-        ],
-        ids=["default", "no_entropy", "k12_one_round", "center", "reflection_corners"],
-    )
-    def test_matches_eager(self, kwargs):
-        image, grid, grad_out = case()
-        results = [
-            value_and_grads(lambda i, g: estn_sample(i, g, backend=backend, **kwargs), image, grid, grad_out)
-            for backend in ("eager", "compiled")
+    @staticmethod
+    def both_backends(dtype=f64, batch: int = 2, **kwargs):
+        image, grid, grad_out = (t[:batch] for t in case(dtype))
+        return [
+            value_and_grads(lambda i, g: estn_sample(i, g, backend=b, **kwargs), image, grid, grad_out)
+            for b in ("eager", "compiled")
         ]
-        assert_same(*results, rtol=1e-10, atol=1e-12)
 
-    def test_batch_of_one_matches_eager(self):
-        image, grid, grad_out = (t[:1] for t in case())
-        results = [value_and_grads(lambda i, g: estn_sample(i, g, backend=b), image, grid, grad_out) for b in ("eager", "compiled")]
-        assert_same(*results, rtol=1e-10, atol=1e-12)
+    @pytest.mark.parametrize(
+        ("batch", "kwargs"),
+        [
+            (2, {}),
+            (2, {"entropy": None}),
+            (2, {"num_samples": 12, "iterations": 1, "entropy": 0.5}),
+            (2, {"value": "center"}),
+            (2, {"padding_mode": "reflection", "align_corners": True}),
+            (1, {}),  # a batch of one is sampled as a batch of K (grid_sample_points)
+        ],
+        ids=["default", "no_entropy", "k12_one_round", "center", "reflection_corners", "batch_of_one"],
+    )
+    def test_matches_eager(self, batch, kwargs):
+        assert_same(*self.both_backends(batch=batch, **kwargs), rtol=1e-10, atol=1e-12)
 
     def test_float32_close_to_eager(self):
-        image, grid, grad_out = case(torch.float32)
-        results = [value_and_grads(lambda i, g: estn_sample(i, g, backend=b), image, grid, grad_out) for b in ("eager", "compiled")]
-        assert_same(*results, rtol=1e-4, atol=1e-4)
+        assert_same(*self.both_backends(torch.float32), rtol=1e-4, atol=1e-4)
 
     def test_gradcheck_input_with_fixed_weights(self):
         # the input gradient is exact where the output is linear in the input: the prior's fixed weights
