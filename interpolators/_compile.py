@@ -51,9 +51,14 @@ def compiler_available() -> bool:
     return True
 
 
+def tracing() -> bool:
+    """Whether a caller's ``torch.compile`` or a dispatch mode is watching: fused code then runs as plain torch code."""
+    return torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None
+
+
 def run_compiled(fn: Callable, *args, **kwargs):
     """Call the ``torch.compile`` d form of ``fn``; a failure to compile names ``backend="compiled"``."""
-    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+    if tracing():
         return fn(*args, **kwargs)
     config = torch._dynamo.config
     saved = config.recompile_limit  # set and restored by hand: config.patch() costs ~80 us a call

@@ -10,13 +10,15 @@ bilinear's at the sampling point only.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from interpolators._compile import BACKENDS, Backend, run_compiled
+from interpolators import _native
+from interpolators._compile import run_compiled, tracing
 from interpolators._linalg import solve_sym3, solve_sym3_parts
 from interpolators._registry import register
 from interpolators.base import (
@@ -30,6 +32,10 @@ from interpolators.base import (
 )
 
 __all__ = ["LSTN", "lstn_sample"]
+
+#: ``"compiled"`` fuses with ``torch.compile``; ``"native"`` runs hand-written C++ kernels (CPU; :mod:`interpolators._native`)
+LSTNBackend = Literal["eager", "compiled", "native"]
+LSTN_BACKENDS: tuple[str, ...] = get_args(LSTNBackend)
 
 REFERENCE = (
     "Jiang, Sun, Tagliasacchi, Trulls, Yi, Linearized Multi-Sampling for Differentiable Image "
@@ -62,7 +68,7 @@ def _check_hparams(
             f"sampling point itself and the plane fit is singular), got {noise_strength!r}"
         )
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    check_choice("backend", backend, BACKENDS)
+    check_choice("backend", backend, LSTN_BACKENDS)
 
 
 def _auxiliary_offsets(
@@ -80,8 +86,8 @@ def _auxiliary_offsets(
 
     Drawn offsets stay standard normals (fit unit: one standard deviation per axis), which keeps the
     normal equations well conditioned whatever the sizes; given offsets are fitted in input pixels.
-    With ``backend="compiled"`` the draw is one random 32-bit key that :func:`_hash_normals` turns into the
-    normals inside the fused kernel.
+    With ``backend="compiled"`` or ``"native"`` the draw is one random 32-bit key that :func:`_hash_normals` turns
+    into the normals inside the fused kernel.
     """
     (b, _, h, w), (_, ho, wo, _) = input.shape, grid.shape
     m = num_samples - 1
@@ -91,10 +97,10 @@ def _auxiliary_offsets(
         push = 1.0 if push_away else 0.0
         std_x = math.sqrt((noise_strength / wo) ** 2 + push * (2.0 / w) ** 2)
         std_y = math.sqrt((noise_strength / ho) ** 2 + push * (2.0 / h) ** 2)
-        if backend == "compiled":  # a 32-bit key; the compiled kernel hashes it into normals
+        if backend != "eager":  # a 32-bit key; the fused kernel hashes it into normals
             if b * m * ho * wo > 2**32:
                 raise ValueError(
-                    f"backend: 'compiled' draws at most 2^32 auxiliary points per call (a 32-bit counter), got "
+                    f"backend: {backend!r} draws at most 2^32 auxiliary points per call (a 32-bit counter), got "
                     f"B * (num_samples - 1) * Ho * Wo = {b * m * ho * wo}; split the batch or use backend='eager'"
                 )
             key = torch.empty(1, dtype=torch.int64, device=grid.device)
@@ -127,7 +133,7 @@ def lstn_sample(
     fixed_bias: bool = False,
     padding_mode: PaddingMode = "zeros",
     align_corners: bool = False,
-    backend: Backend = "eager",
+    backend: LSTNBackend = "eager",
     generator: torch.Generator | None = None,
     offsets: Tensor | None = None,
 ) -> Tensor:
@@ -168,7 +174,12 @@ def lstn_sample(
             counter-based hash makes inside the fused kernel, keyed by a 32-bit draw of
             ``generator`` (torch's CPU generator is serial: ``randn`` alone costs several
             bilinear passes): the same distribution to 16 bits, a different random stream. With
-            ``offsets`` given, the two backends agree to rounding.
+            ``offsets`` given, the backends agree to rounding. ``"native"``: hand-written C++ kernels
+            (CPU, float32 and float64; built with the system's C++ compiler on first use) that fuse
+            the same offsets, the points, their samples and the fit in one pass, and the input
+            gradient in one scatter; the same numbers as ``"compiled"`` to rounding, fastest on CPU.
+            Under a caller's ``torch.compile`` or a dispatch mode (the cost suite's FLOP counter) it
+            runs the compiled backend's plain torch code, with the same offsets.
         generator: draws the offsets; torch's global generator when ``None``.
         offsets: fixed offsets ``(K - 1, B, Ho, Wo, 2)`` in normalized units instead of
             random ones (for tests); same dtype and device as ``grid``.
@@ -190,6 +201,8 @@ def lstn_sample(
     """
     check_sampling_inputs(input, grid)
     _check_hparams(num_samples, noise_strength, push_away, fixed_bias, padding_mode, align_corners, backend)
+    if backend == "native":
+        _native.check_inputs(input, grid)
     offset, scale_x, scale_y = _auxiliary_offsets(
         offsets, input, grid, num_samples, noise_strength, push_away, generator, backend
     )
@@ -211,8 +224,14 @@ class _LinearizedSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, grid, offset, m, scale_x, scale_y, fixed_bias, padding_mode, align_corners, backend):
         sample = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
-        ctx.compiled = backend == "compiled"
-        if backend == "compiled":
+        ctx.native = backend == "native" and not tracing()  # traced: the compiled backend's plain torch code
+        ctx.compiled = backend != "eager" and not ctx.native
+        if ctx.native:
+            input, grid = input.contiguous(), grid.contiguous()
+            padding = _PADDING_CODES[padding_mode]
+            value, slopes = _native.lstn_fit(input, grid, offset, m, scale_x, scale_y, padding, align_corners)
+            return _LinearizedSample._finish(ctx, input, grid, value, slopes[0], slopes[1], fixed_bias, sample)
+        if ctx.compiled:
             planar = grid.detach().permute(3, 0, 1, 2).contiguous()
             points = run_compiled(_fused_points, planar, offset, m, scale_x, scale_y)
             samples = grid_sample_points(input, points.permute(1, 2, 3, 4, 0), padding_mode, align_corners)
@@ -255,6 +274,13 @@ class _LinearizedSample(torch.autograd.Function):
     def backward(ctx, grad_out):
         input, grid, slope_x, slope_y = ctx.saved_tensors
         grad_input = grad_grid = None
+        if ctx.native:
+            padding, align_corners = ctx.codes
+            if ctx.needs_input_grad[0]:
+                grad_input = _native.lstn_input_grad(grad_out, input, grid, padding, align_corners)
+            if ctx.needs_input_grad[1]:
+                grad_grid = _native.lstn_grid_grad(grad_out, slope_x, slope_y)
+            return grad_input, grad_grid, None, None, None, None, None, None, None, None
         if ctx.needs_input_grad[0]:  # bilinear's, at the sampling point only
             padding, align_corners = ctx.codes
             grad_input = torch.ops.aten.grid_sampler_2d_backward(
@@ -404,7 +430,7 @@ class LSTN(Interpolator):
         fixed_bias: output bilinear's value instead of bilinear's plus the plane's intercept.
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``.
         align_corners: ``grid_sample``'s coordinate convention.
-        backend: ``"eager"`` or ``"compiled"`` (see :func:`lstn_sample`).
+        backend: ``"eager"``, ``"compiled"`` or ``"native"`` (see :func:`lstn_sample`).
 
     Shape:
         input ``(B, C, H, W)``, grid ``(B, Ho, Wo, 2)`` -> ``(B, C, Ho, Wo)``.
@@ -422,7 +448,7 @@ class LSTN(Interpolator):
         fixed_bias: bool = False,
         padding_mode: PaddingMode = "zeros",
         align_corners: bool = False,
-        backend: Backend = "eager",
+        backend: LSTNBackend = "eager",
     ) -> None:
         super().__init__(padding_mode=padding_mode, align_corners=align_corners)
         _check_hparams(num_samples, noise_strength, push_away, fixed_bias, padding_mode, align_corners, backend)

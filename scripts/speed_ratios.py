@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", default="lstn,estn")
-    parser.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+    parser.add_argument("--backend", choices=["eager", "compiled", "native"], default="eager")
     parser.add_argument("--min-run-time", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
