@@ -31,6 +31,15 @@ def compiler_available() -> bool:
     return available()
 
 
+def native_available() -> bool:
+    """Whether L-STN's ``backend="native"`` builds here (``False`` at a commit without it)."""
+    try:
+        from interpolators._native import available
+    except ImportError:
+        return False
+    return available()
+
+
 def pin_threads() -> None:
     torch.set_num_threads(THREADS)
 

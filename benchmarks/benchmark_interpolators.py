@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._common import METHODS, THREADS, compiler_available, cost, create, pin_threads, sampling_inputs
+from ._common import METHODS, THREADS, compiler_available, cost, create, native_available, pin_threads, sampling_inputs
 
 
 class Sampler:
@@ -86,10 +86,15 @@ class SpeedTargets:
 
     ``config`` is ``B x C x in -> out``: an ``in x in`` input sampled onto ``out x out`` through a
     7 degree rotation. Targets: L-STN <= 4, ESTN <= 10. ``backend="compiled"`` is skipped where
-    Inductor has no C++ compiler; its compilation happens in ``setup``.
+    Inductor has no C++ compiler, ``"native"`` (L-STN only) where its kernels do not build; compilation
+    happens in ``setup``.
     """
 
-    params = (["lstn", "estn"], ["eager", "compiled"], ["32x1x64->64", "32x3x64->64", "1x3x256->256", "8x3x256->64"])
+    params = (
+        ["lstn", "estn"],
+        ["eager", "compiled", "native"],
+        ["32x1x64->64", "32x3x64->64", "1x3x256->256", "8x3x256->64"],
+    )
     param_names = ["interpolator", "backend", "config"]
     timeout = 600
 
@@ -97,6 +102,8 @@ class SpeedTargets:
         pin_threads()
         if backend == "compiled" and not compiler_available():
             raise NotImplementedError("backend='compiled' needs a C++ compiler")
+        if backend == "native" and (name != "lstn" or not native_available()):
+            raise NotImplementedError("backend='native' is L-STN's and needs a C++ compiler with OpenMP")
         self.sampler = create(name, backend=backend)
         self.bilinear = create("bilinear")
         shape, out = config.split("->")

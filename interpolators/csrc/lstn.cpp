@@ -150,6 +150,7 @@ static void lstn_fit(const T* input, const T* grid, const T* offsets, uint32_t k
       for (int64_t tile = 0; tile < tiles; ++tile) {
         const int64_t b = row / Ho, oy = row % Ho, ox0 = tile * TILE;
         const int n = (int)std::min<int64_t>(TILE, Wo - ox0);
+        const int nv = (n + 15) & ~15;  // whole vectors: the lanes past n compute harmless numbers that are never stored
         const T* gxy = grid + 2 * (row * Wo + ox0);  // (B, Ho, Wo, 2) interleaved
         T *a00 = A, *a01 = A + TILE, *a02 = A + 2 * TILE, *a11 = A + 3 * TILE, *a12 = A + 4 * TILE;
         for (int t = 0; t < TILE; ++t) a00[t] = a01[t] = a02[t] = a11[t] = a12[t] = 0;
@@ -161,19 +162,19 @@ static void lstn_fit(const T* input, const T* grid, const T* offsets, uint32_t k
             std::memcpy(dv, offsets + plane + base, n * sizeof(T));
           } else {
 #pragma omp simd
-            for (int t = 0; t < n; ++t) hash_normals(mix32(mix32(uint32_t(base + t)) ^ key), du[t], dv[t]);
+            for (int t = 0; t < nv; ++t) hash_normals(mix32(mix32(uint32_t(base + t)) ^ key), du[t], dv[t]);
           }
 #pragma omp simd
-          for (int t = 0; t < n; ++t) {
+          for (int t = 0; t < nv; ++t) {
             const T u = du[t], v = dv[t];
-            px[t] = ax.template source<PAD>(gxy[2 * t] + u * sx);
-            py[t] = ay.template source<PAD>(gxy[2 * t + 1] + v * sy);
+            px[t] = ax.template source<PAD>((t < n ? gxy[2 * t] : T(0)) + u * sx);
+            py[t] = ay.template source<PAD>((t < n ? gxy[2 * t + 1] : T(0)) + v * sy);
             a00[t] += u * u; a01[t] += u * v; a02[t] += u; a11[t] += v * v; a12[t] += v;
           }
         }
         T *n00 = A, *n01 = A + TILE, *n02 = A + 2 * TILE, *n11 = A + 3 * TILE, *n12 = A + 4 * TILE, *n22 = A + 5 * TILE;
 #pragma omp simd
-        for (int t = 0; t < n; ++t) {  // the inverse of the symmetric normal matrix, by the adjugate, in place
+        for (int t = 0; t < nv; ++t) {  // the inverse of the symmetric normal matrix, by the adjugate, in place
           T b00 = a00[t], b01 = a01[t], b02 = a02[t], b11 = a11[t], b12 = a12[t], b22 = T(M);
           T c00 = b11 * b22 - b12 * b12, c01 = b02 * b12 - b01 * b22, c02 = b01 * b12 - b02 * b11;
           T c11 = b00 * b22 - b02 * b02, c12 = b01 * b02 - b00 * b12, c22 = b00 * b11 - b01 * b01;
@@ -188,7 +189,7 @@ static void lstn_fit(const T* input, const T* grid, const T* offsets, uint32_t k
           for (int64_t k = 0; k < M; ++k) {
             const T *du = DU + k * TILE, *dv = DV + k * TILE, *px = PX + k * TILE, *py = PY + k * TILE;
 #pragma omp simd
-            for (int t = 0; t < n; ++t) {
+            for (int t = 0; t < nv; ++t) {
               T s = bilinear(img, (int)H, (int)W, px[t], py[t]);
               R0[t] += s * du[t]; R1[t] += s * dv[t]; R2[t] += s;
             }
