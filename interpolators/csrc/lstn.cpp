@@ -46,17 +46,37 @@ template <typename T> struct Axis {
     return x;
   }
 };
-// Bilinear sample of one (H, W) plane at source pixel (x, y), zero outside (grid_sample's "zeros"; the other
-// paddings have moved (x, y) inside already). Branch-free with in-range loads, so that loops over points vectorize.
+// The bilinear footprint of source pixel (x, y) in an (H, W) plane: the top-left corner (x0, y0), the weights of
+// the right and lower corners, and which corners lie inside (grid_sample's "zeros"; the other paddings have moved
+// (x, y) inside already). Flags are computed in floating point, which keeps the loops that use them vectorizable.
+template <typename T> struct Footprint {
+  T wx, wy;
+  bool vx0, vx1, vy0, vy1;
+  int x0, y0;
+  Footprint(T x, T y, int H, int W) {
+    x = x > T(-2) ? x : T(-2);  // keeps the int conversion defined (NaN too); anything past -1 or W samples zeros
+    x = x < T(W + 1) ? x : T(W + 1);
+    y = y > T(-2) ? y : T(-2);
+    y = y < T(H + 1) ? y : T(H + 1);
+    const T fx = std::floor(x), fy = std::floor(y), lx = T(W - 1), ly = T(H - 1);
+    wx = x - fx;
+    wy = y - fy;
+    vx0 = (fx >= 0) & (fx <= lx);
+    vx1 = (fx >= -1) & (fx <= lx - 1);
+    vy0 = (fy >= 0) & (fy <= ly);
+    vy1 = (fy >= -1) & (fy <= ly - 1);
+    x0 = (int)fx;
+    y0 = (int)fy;
+  }
+};
+
+// Bilinear sample of one (H, W) plane at source pixel (x, y), zero outside. Branch-free with in-range loads, so that
+// loops over points vectorize.
 template <typename T> static inline T bilinear(const T* img, int H, int W, T x, T y) {
-  x = x > T(-2) ? x : T(-2);  // keeps the int conversion defined (NaN too); anything past -1 or W samples zeros
-  x = x < T(W + 1) ? x : T(W + 1);
-  y = y > T(-2) ? y : T(-2);
-  y = y < T(H + 1) ? y : T(H + 1);
-  const T fx = std::floor(x), fy = std::floor(y), wx = x - fx, wy = y - fy, lx = T(W - 1), ly = T(H - 1);
-  const bool vx0 = (fx >= 0) & (fx <= lx), vx1 = (fx >= -1) & (fx <= lx - 1);
-  const bool vy0 = (fy >= 0) & (fy <= ly), vy1 = (fy >= -1) & (fy <= ly - 1);
-  const int x0 = (int)fx, y0 = (int)fy, x1 = x0 + 1, y1 = y0 + 1;
+  const Footprint<T> f(x, y, H, W);
+  const T wx = f.wx, wy = f.wy;
+  const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
+  const int x0 = f.x0, y0 = f.y0, x1 = x0 + 1, y1 = y0 + 1;
   const int cx0 = x0 < 0 ? 0 : (x0 > W - 1 ? W - 1 : x0), cx1 = x1 < 0 ? 0 : (x1 > W - 1 ? W - 1 : x1);
   const int cy0 = y0 < 0 ? 0 : (y0 > H - 1 ? H - 1 : y0), cy1 = y1 < 0 ? 0 : (y1 > H - 1 ? H - 1 : y1);
   T a = img[cy0 * W + cx0], b = img[cy0 * W + cx1], c = img[cy1 * W + cx0], d = img[cy1 * W + cx1];
@@ -275,15 +295,10 @@ static void input_grad(const T* grad, const T* grid, int64_t B, int64_t C, int64
         const T* gxy = grid + 2 * ((bc / C) * P + i0);
 #pragma omp simd
         for (int t = 0; t < n; ++t) {
-          T x = ax.template source<PAD>(gxy[2 * t]), y = ay.template source<PAD>(gxy[2 * t + 1]);
-          x = x > T(-2) ? x : T(-2);
-          x = x < T(W + 1) ? x : T(W + 1);
-          y = y > T(-2) ? y : T(-2);
-          y = y < T(H + 1) ? y : T(H + 1);
-          const T fx = std::floor(x), fy = std::floor(y), wx = x - fx, wy = y - fy, lx = T(W - 1), ly = T(H - 1);
-          const bool vx0 = (fx >= 0) & (fx <= lx), vx1 = (fx >= -1) & (fx <= lx - 1);
-          const bool vy0 = (fy >= 0) & (fy <= ly), vy1 = (fy >= -1) & (fy <= ly - 1);
-          const int i00 = (int)fy * w + (int)fx;
+          const Footprint<T> f(ax.template source<PAD>(gxy[2 * t]), ay.template source<PAD>(gxy[2 * t + 1]), (int)H, w);
+          const T wx = f.wx, wy = f.wy;
+          const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
+          const int i00 = f.y0 * w + f.x0;
           const T gt = g[i0 + t];
           idx[4 * t] = (vx0 & vy0) ? i00 : -1;  // -1: the corner is outside, nothing to add
           idx[4 * t + 1] = (vx1 & vy0) ? i00 + 1 : -1;
