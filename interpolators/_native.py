@@ -97,8 +97,8 @@ def available() -> bool:
     return True
 
 
-def check_inputs(input: Tensor, grid: Tensor) -> None:
-    """Raise a clear error unless the kernels take ``input (B, C, H, W)`` and ``grid``: CPU, float32 or float64."""
+def check_inputs(input: Tensor) -> None:
+    """Raise a clear error unless the kernels take ``input (B, C, H, W)`` (and so its grid): CPU, float32 or float64."""
     if input.device.type != "cpu" or input.dtype not in DTYPES:
         raise TypeError(
             f"backend: 'native' runs on CPU float32 and float64 tensors, got {input.dtype} on {input.device}; "

@@ -202,7 +202,7 @@ def lstn_sample(
     check_sampling_inputs(input, grid)
     _check_hparams(num_samples, noise_strength, push_away, fixed_bias, padding_mode, align_corners, backend)
     if backend == "native":
-        _native.check_inputs(input, grid)
+        _native.check_inputs(input)
     offset, scale_x, scale_y = _auxiliary_offsets(
         offsets, input, grid, num_samples, noise_strength, push_away, generator, backend
     )

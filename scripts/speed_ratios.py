@@ -1,10 +1,11 @@
 """Forward+backward time of every interpolator relative to bilinear, measured side by side in one process.
 
-Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--backend eager|compiled] [--min-run-time 1.0]``
+Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--backend eager|compiled|native] [--min-run-time 1.0]``
 
 Each configuration ``(B, C, in, out)`` samples an ``in x in`` input at an ``out x out`` grid with a
 small rotation (off-lattice), backpropagating a fixed output gradient to both the input and the grid. ``--backend compiled``
-builds the methods with ``backend="compiled"`` (compilation happens in the warm-up, outside the timing). Timings are
+or ``native`` builds the methods with that backend (compilation happens in the warm-up, outside the timing;
+``native`` is L-STN's only: use ``--methods lstn``). Timings are
 ``torch.utils.benchmark`` medians (``blocked_autorange``, warm-up first); the ratio divides each
 method's median by bilinear's from the same process and threads.
 """
@@ -42,7 +43,7 @@ def forward_backward(sampler, image, grid, grad_output):
 
 
 def median_seconds(sampler, image, grid, grad_output, min_run_time: float) -> float:
-    for _ in range(3):  # warm-up (and compilation, for backend="compiled")
+    for _ in range(3):  # warm-up (and compilation, for the compiled and native backends)
         forward_backward(sampler, image, grid, grad_output)
     timer = benchmark.Timer(
         stmt="forward_backward(sampler, image, grid, grad_output)",

@@ -19,6 +19,8 @@ from interpolators.base import grid_sample_points
 from interpolators.estn import estn_sample
 from interpolators.lstn import _hash_normals, _mix32, _mul32, lstn_sample
 
+from backend_checks import assert_same, value_and_grads
+
 
 needs_compiler = pytest.mark.skipif(not compile_module.compiler_available(), reason="backend='compiled' needs a C++ compiler (Inductor)")
 f64 = torch.float64
@@ -31,18 +33,6 @@ def case(dtype=f64, seed: int = 0):
     grid = torch.rand(2, 7, 9, 2, generator=g, dtype=dtype) * 2.2 - 1.1
     grad_out = torch.rand(2, 3, 7, 9, generator=g, dtype=dtype)
     return image, grid, grad_out
-
-
-def value_and_grads(fn, image, grid, grad_out):
-    image, grid = image.clone().requires_grad_(), grid.clone().requires_grad_()
-    out = fn(image, grid)
-    out.backward(grad_out)
-    return out.detach(), image.grad, grid.grad
-
-
-def assert_same(eager, compiled, rtol: float, atol: float) -> None:
-    for name, a, b in zip(("value", "input grad", "grid grad"), eager, compiled):
-        torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @needs_compiler

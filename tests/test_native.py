@@ -11,6 +11,8 @@ import interpolators
 from interpolators import _native
 from interpolators.lstn import _hash_normals, lstn_sample
 
+from backend_checks import assert_same, value_and_grads
+
 pytestmark = pytest.mark.skipif(not _native.available(), reason="backend='native' needs a C++ compiler with OpenMP")
 f64 = torch.float64
 PADDINGS = ["zeros", "border", "reflection"]
@@ -23,18 +25,6 @@ def case(dtype=f64, batch: int = 2, size=(20, 24), out=(7, 9), seed: int = 0):
     grid = torch.rand(batch, *out, 2, generator=g, dtype=dtype) * 2.4 - 1.2
     grad_out = torch.rand(batch, 3, *out, generator=g, dtype=dtype)
     return image, grid, grad_out
-
-
-def value_and_grads(fn, image, grid, grad_out):
-    image, grid = image.clone().requires_grad_(), grid.clone().requires_grad_()
-    out = fn(image, grid)
-    out.backward(grad_out)
-    return out.detach(), image.grad, grid.grad
-
-
-def assert_same(expected, actual, rtol: float, atol: float) -> None:
-    for name, a, b in zip(("value", "input grad", "grid grad"), expected, actual):
-        torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def eager_and_native(dtype=f64, batch: int = 2, **kwargs):
@@ -189,15 +179,29 @@ class TestNativeErrors:
         with pytest.raises(ValueError, match=r"backend: 'native' draws at most 2\^32 auxiliary points"):
             lstn_sample(image, grid, backend="native")
 
+    def test_planes_past_32_bit_indexing(self):
+        image = torch.zeros(1, 1, 1, 1).expand(1, 1, 46341, 46341)  # H * W >= 2^31, no memory
+        with pytest.raises(ValueError, match=r"backend: 'native' indexes input planes with 32 bits, got H \* W = 2147488281"):
+            lstn_sample(image, torch.zeros(1, 2, 2, 2), backend="native")
+
     def test_estn_has_no_native_backend(self):
         with pytest.raises(ValueError, match=r"estn.backend: expected one of 'eager', 'compiled', got 'native'"):
             interpolators.create("estn", backend="native")
 
-    def test_build_failure_names_the_backend(self, monkeypatch):
-        monkeypatch.setenv("CXX", "/nonexistent/c++")
+    @pytest.mark.parametrize(
+        ("compiler", "message"),
+        [
+            ("/nonexistent/c++", r"backend='native': no C\+\+ compiler found.*backend='compiled' or 'eager'"),
+            ("false", r"(?s)backend='native': false could not build lstn.cpp \(exit 1\).*backend='compiled' or 'eager'"),
+        ],
+        ids=["missing", "failing"],
+    )
+    def test_build_failure_names_the_backend(self, monkeypatch, tmp_path, compiler, message):
+        monkeypatch.setenv("CXX", compiler)
+        monkeypatch.setenv("STN_BENCH_CACHE", str(tmp_path))
         _native.library.cache_clear()
         try:
-            with pytest.raises(RuntimeError, match=r"backend='native': no C\+\+ compiler found.*backend='compiled' or 'eager'"):
+            with pytest.raises(RuntimeError, match=message):
                 _native.library()
         finally:
             monkeypatch.undo()
