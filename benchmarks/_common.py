@@ -31,11 +31,15 @@ def compiler_available() -> bool:
     return available()
 
 
-def native_available() -> bool:
-    """Whether L-STN's ``backend="native"`` builds here (``False`` at a commit without it)."""
+def native_available(name: str) -> bool:
+    """Whether ``name`` has ``backend="native"`` and it builds here (``False`` at a commit without it)."""
     try:
         from interpolators._native import available
     except ImportError:
+        return False
+    try:
+        create(name, backend="native")
+    except ValueError:  # an older commit whose method has no native backend
         return False
     return available()
 

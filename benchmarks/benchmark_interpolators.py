@@ -86,8 +86,8 @@ class SpeedTargets:
 
     ``config`` is ``B x C x in -> out``: an ``in x in`` input sampled onto ``out x out`` through a
     7 degree rotation. Targets: L-STN <= 4, ESTN <= 10. ``backend="compiled"`` is skipped where
-    Inductor has no C++ compiler, ``"native"`` (L-STN only) where its kernels do not build; compilation
-    happens in ``setup``.
+    Inductor has no C++ compiler, ``"native"`` where its kernels do not build (a C++ compiler with
+    OpenMP); compilation happens in ``setup``.
     """
 
     params = (
@@ -102,8 +102,8 @@ class SpeedTargets:
         pin_threads()
         if backend == "compiled" and not compiler_available():
             raise NotImplementedError("backend='compiled' needs a C++ compiler")
-        if backend == "native" and (name != "lstn" or not native_available()):
-            raise NotImplementedError("backend='native' is L-STN's and needs a C++ compiler with OpenMP")
+        if backend == "native" and not native_available(name):
+            raise NotImplementedError(f"{name} has no backend='native' here (it needs a C++ compiler with OpenMP)")
         self.sampler = create(name, backend=backend)
         self.bilinear = create("bilinear")
         shape, out = config.split("->")
@@ -129,3 +129,9 @@ class SpeedTargets:
         return method / baseline
 
     track_forward_backward_time_vs_bilinear.unit = "ratio"
+
+    def track_saved_bytes_vs_bilinear(self, name: str, backend: str, config: str) -> float:
+        method = cost.saved_tensor_bytes(lambda: self.sampler(self.input, self.grid))
+        return method / cost.saved_tensor_bytes(lambda: self.bilinear(self.input, self.grid))
+
+    track_saved_bytes_vs_bilinear.unit = "ratio"

@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interpolators._compile import BACKENDS, Backend, run_compiled
+from torch.autograd.function import once_differentiable
+
+from interpolators import _native
+from interpolators._compile import run_compiled, tracing
 from interpolators._linalg import solve_sym3
 from interpolators._registry import register
 from interpolators.base import (
@@ -47,6 +50,9 @@ Sampling = Literal["spiral", "random"]
 Value = Literal["fit", "center"]
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 VALUES: tuple[str, ...] = get_args(Value)
+#: ``"compiled"`` fuses with ``torch.compile``; ``"native"`` runs hand-written C++ kernels (CPU; :mod:`interpolators._native`)
+ESTNBackend = Literal["eager", "compiled", "native"]
+ESTN_BACKENDS: tuple[str, ...] = get_args(ESTNBackend)
 
 #: the golden angle, ``pi (3 - sqrt 5)`` radians: consecutive spiral points never line up
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
@@ -83,9 +89,9 @@ def check_estn_hparams(
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     if not isinstance(align_corners, bool):
         raise TypeError(f"align_corners: expected a bool, got {align_corners!r}")
-    check_choice("backend", backend, BACKENDS)
-    if backend == "compiled" and sampling != "spiral":
-        raise ValueError(f"backend: 'compiled' fuses the shared spiral only; expected 'eager' with sampling={sampling!r}")
+    check_choice("backend", backend, ESTN_BACKENDS)
+    if backend != "eager" and sampling != "spiral":
+        raise ValueError(f"backend: {backend!r} fuses the shared spiral only; expected 'eager' with sampling={sampling!r}")
 
 
 def spiral_offsets(num_samples: int, *, dtype: torch.dtype | None = None, device=None) -> Tensor:
@@ -616,6 +622,84 @@ def _estn_compiled(
     return samples, intercept, slope, beta
 
 
+# --- backend="native": steps 1-6 and the input gradient in C++ (interpolators/csrc/estn.cpp) ---------------
+
+
+_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # grid_sampler_2d's enum
+
+
+@functools.cache
+def _spiral_tensors(num_samples: int, tangent_scale: float, kernel_size: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """The spiral ``z (K, 2)``, its prior weights ``(K,)`` and their logs, contiguous CPU tensors for the kernels."""
+    z, prior = _spiral_constants(num_samples, tangent_scale, kernel_size)
+    prior64 = torch.tensor(prior, dtype=torch.float64)
+    return torch.tensor(z, dtype=dtype), prior64.to(dtype), prior64.log().to(dtype)
+
+
+def _native_estn(
+    input: Tensor,
+    grid: Tensor,
+    *,
+    num_samples: int,
+    tangent_scale: float,
+    min_radius: float,
+    kernel_size: int,
+    entropy: float | None,
+    iterations: int,
+    ridge: float,
+    value: str,
+    padding_mode: str,
+    align_corners: bool,
+) -> Tensor:
+    """:func:`estn_sample` with ``backend="native"`` (spiral sampling): ``(B, C, Ho, Wo)``."""
+    _, _, h, w = input.shape
+    geometry = (
+        normalized_to_pixel_scale(w, align_corners), normalized_to_pixel_scale(h, align_corners), min_radius,
+        tangent_scale,
+    )  # fmt: skip
+    spiral = _spiral_tensors(num_samples, tangent_scale, kernel_size, input.dtype)
+    fit = (entropy, iterations, ridge, value == "center")
+    return _NativeOutput.apply(input, grid, spiral, geometry, fit, _PADDING_CODES[padding_mode], align_corners)
+
+
+class _NativeOutput(torch.autograd.Function):
+    """ESTN's output and both gradients from the native kernels.
+
+    Saved for backward: the grid (the kernel recomputes the sample points from it), ``beta (B, K, Ho, Wo)``
+    and the slopes ``(2, B, C, Ho, Wo)``, each only if its gradient is needed; not the input (the
+    scatter needs its shape only), nothing ``K x 2`` per pixel. With ``value="center"`` the input
+    gradient is bilinear's at the grid, and ``beta`` is not kept.
+    """
+
+    @staticmethod
+    def forward(ctx, input, grid, spiral, geometry, fit, padding, align_corners):
+        entropy, iterations, ridge, center = fit
+        need_input, need_grid = ctx.needs_input_grad[:2]
+        input, grid = input.contiguous(), grid.detach().contiguous()
+        value, slopes, beta = _native.estn_fit(
+            input, grid, spiral, geometry, entropy, iterations, ridge, padding, align_corners, center,
+            need_beta=need_input and not center,
+        )  # fmt: skip
+        ctx.save_for_backward(grid if need_input else None, beta, slopes if need_grid else None)
+        ctx.input_shape, ctx.spiral, ctx.geometry, ctx.codes = input.shape, spiral, geometry, (padding, align_corners)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        grid, beta, slopes = ctx.saved_tensors
+        grad_input = grad_grid = None
+        if ctx.needs_input_grad[0] and beta is None:  # value="center": bilinear's at the grid
+            grad_input = _native.bilinear_input_grad(grad, ctx.input_shape, grid, *ctx.codes)
+        elif ctx.needs_input_grad[0]:
+            grad_input = _native.estn_input_grad(
+                grad, ctx.input_shape, grid, ctx.spiral[0], beta, ctx.geometry, *ctx.codes
+            )
+        if ctx.needs_input_grad[1]:
+            grad_grid = _native.slope_grid_grad(grad, slopes[0], slopes[1])
+        return grad_input, grad_grid, None, None, None, None, None
+
+
 @dataclasses.dataclass(frozen=True)
 class ESTNFit:
     """What ESTN computed for one call, detached. ``K = num_samples``; the sample index precedes ``(Ho, Wo)``.
@@ -708,7 +792,7 @@ def estn_sample(
     value: Value = "fit",
     padding_mode: PaddingMode = "zeros",
     align_corners: bool = False,
-    backend: Backend = "eager",
+    backend: ESTNBackend = "eager",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Sample ``input (B, C, H, W)`` at ``grid (B, Ho, Wo, 2)`` the ESTN way; returns ``(B, C, Ho, Wo)``.
@@ -749,7 +833,12 @@ def estn_sample(
         padding_mode, align_corners: as in ``grid_sample``, for every sample.
         backend: ``"eager"``, or ``"compiled"`` to fuse the math around ``grid_sample`` with
             ``torch.compile`` (spiral sampling only; same numbers up to rounding, see
-            ``interpolators/_compile.py``).
+            ``interpolators/_compile.py``), or ``"native"``: hand-written C++ kernels (CPU, float32 and
+            float64, spiral sampling; built with the system's C++ compiler on first use) that run steps
+            1-6 in one pass and the input gradient as one scatter, keeping only the grid, ``beta`` and
+            the slopes for backward; the same numbers to rounding, fastest on CPU. Under a caller's
+            ``torch.compile`` or a dispatch mode (the cost suite's FLOP counter) it runs the compiled
+            backend's plain torch code.
         generator: seeds ``sampling="random"`` (else torch's global generator).
 
     Examples:
@@ -767,6 +856,15 @@ def estn_sample(
         entropy=entropy, iterations=iterations, ridge=ridge, sampling=sampling, value=value,
         padding_mode=padding_mode, align_corners=align_corners, backend=backend,
     )  # fmt: skip
+    if backend == "native":
+        _native.check_inputs(input)
+        if not tracing():
+            return _native_estn(
+                input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
+                kernel_size=kernel_size, entropy=entropy, iterations=iterations, ridge=ridge, value=value,
+                padding_mode=padding_mode, align_corners=align_corners,
+            )  # fmt: skip
+        backend = "compiled"  # traced: the same math as plain torch code
     if backend == "compiled":
         samples, intercept, slope, beta = _estn_compiled(
             input, grid, num_samples=num_samples, tangent_scale=tangent_scale, min_radius=min_radius,
@@ -870,7 +968,7 @@ class ESTN(Interpolator):
         value: Value = "fit",
         padding_mode: PaddingMode = "zeros",
         align_corners: bool = False,
-        backend: Backend = "eager",
+        backend: ESTNBackend = "eager",
     ) -> None:
         super().__init__(padding_mode=padding_mode, align_corners=align_corners)
         check_estn_hparams(

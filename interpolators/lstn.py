@@ -277,9 +277,9 @@ class _LinearizedSample(torch.autograd.Function):
         if ctx.native:
             padding, align_corners = ctx.codes
             if ctx.needs_input_grad[0]:
-                grad_input = _native.lstn_input_grad(grad_out, input, grid, padding, align_corners)
+                grad_input = _native.bilinear_input_grad(grad_out, input.shape, grid, padding, align_corners)
             if ctx.needs_input_grad[1]:
-                grad_grid = _native.lstn_grid_grad(grad_out, slope_x, slope_y)
+                grad_grid = _native.slope_grid_grad(grad_out, slope_x, slope_y)
             return grad_input, grad_grid, None, None, None, None, None, None, None, None
         if ctx.needs_input_grad[0]:  # bilinear's, at the sampling point only
             padding, align_corners = ctx.codes

@@ -4,8 +4,8 @@ Run: ``python scripts/speed_ratios.py [--threads 2] [--methods lstn,estn] [--bac
 
 Each configuration ``(B, C, in, out)`` samples an ``in x in`` input at an ``out x out`` grid with a
 small rotation (off-lattice), backpropagating a fixed output gradient to both the input and the grid. ``--backend compiled``
-or ``native`` builds the methods with that backend (compilation happens in the warm-up, outside the timing;
-``native`` is L-STN's only: use ``--methods lstn``). Timings are
+or ``native`` builds the methods with that backend (compilation happens in the warm-up, outside the timing).
+Timings are
 ``torch.utils.benchmark`` medians (``blocked_autorange``, warm-up first); the ratio divides each
 method's median by bilinear's from the same process and threads.
 """

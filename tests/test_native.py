@@ -1,4 +1,4 @@
-"""L-STN's ``backend="native"`` (``interpolators/_native.py``, ``csrc/lstn.cpp``): the C++ kernels equal the eager path."""
+"""``backend="native"`` of L-STN and ESTN (``interpolators/_native.py``, ``csrc/``): the C++ kernels equal the eager path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import torch.utils.flop_counter
 
 import interpolators
 from interpolators import _native
+from interpolators.estn import estn_sample
 from interpolators.lstn import _hash_normals, lstn_sample
+
+from torch.autograd import gradcheck
 
 from backend_checks import assert_same, value_and_grads
 
@@ -99,7 +102,7 @@ class TestNativeLSTN:
         expected = torch.ops.aten.grid_sampler_2d_backward(
             grad_out, image, grid, 0, codes[padding_mode], align_corners, (True, False)
         )[0]
-        actual = _native.lstn_input_grad(grad_out, image, grid, codes[padding_mode], align_corners)
+        actual = _native.bilinear_input_grad(grad_out, image.shape, grid, codes[padding_mode], align_corners)
         torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
     def test_non_contiguous_inputs(self):
@@ -160,6 +163,139 @@ class TestNativeLSTN:
         assert counter.get_total_flops() >= 0
 
 
+def estn_both(dtype=f64, batch: int = 2, size=(20, 24), out=(7, 9), backends=("eager", "native"), **kwargs):
+    """ESTN's value and both gradients from each backend (the spiral: no randomness)."""
+    image, grid, grad_out = case(dtype, batch, size, out)
+    return [
+        value_and_grads(lambda i, g: estn_sample(i, g, backend=b, **kwargs), image, grid, grad_out) for b in backends
+    ]
+
+
+class TestNativeESTN:
+    @pytest.mark.parametrize("padding_mode", PADDINGS)
+    @pytest.mark.parametrize("align_corners", [False, True])
+    def test_matches_eager(self, padding_mode, align_corners):
+        assert_same(*estn_both(padding_mode=padding_mode, align_corners=align_corners), rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize(
+        ("batch", "kwargs"),
+        [
+            (2, {"entropy": None}),
+            (2, {"iterations": 0}),
+            (2, {"num_samples": 12, "iterations": 1, "entropy": 0.5}),
+            (2, {"num_samples": 4, "iterations": 5, "entropy": 0.05, "tangent_scale": 1.5, "kernel_size": 5}),
+            (2, {"value": "center"}),
+            (2, {"ridge": 0.0, "min_radius": 0.0}),
+            (1, {}),
+        ],
+        ids=["no_entropy", "no_iterations", "k12_one_round", "k4_sharp_entropy", "center", "no_ridge", "batch_of_one"],
+    )
+    def test_matches_eager_variants(self, batch, kwargs):
+        assert_same(*estn_both(batch=batch, **kwargs), rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize(
+        ("size", "out", "align_corners"),
+        [((30, 40), (5, 70), False), ((30, 40), (3, 130), False), ((9, 11), (1, 6), False), ((9, 11), (6, 1), False),
+         ((1, 11), (4, 5), True), ((9, 1), (4, 5), True)],
+        ids=["two_tiles", "three_tiles", "one_row", "one_column", "one_pixel_high", "one_pixel_wide"],
+    )
+    def test_matches_eager_shapes(self, size, out, align_corners):
+        """Tiles that end mid-row, finite differences along an axis of length 1, a zero pixel scale (align_corners)."""
+        pair = estn_both(size=size, out=out, align_corners=align_corners)
+        assert_same(*pair, rtol=1e-10, atol=1e-12)
+
+    @pytest.mark.parametrize("kwargs", [{}, {"tangent_scale": 3.0, "entropy": 0.1}], ids=["default", "zero_priors"])
+    def test_float32_close_to_eager(self, kwargs):
+        """float32 runs the kernel's own exp; samples past Eq. 5's radius have prior weight 0 (log -inf)."""
+        assert_same(*estn_both(torch.float32, **kwargs), rtol=1e-4, atol=1e-4)
+
+    def test_float32_close_to_compiled_on_a_smooth_grid(self):
+        """What the benchmarks run: a rotation and zoom, float32, against the compiled backend."""
+        g = torch.Generator().manual_seed(3)
+        image, grad_out = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 40, 40, generator=g)
+        theta = torch.tensor([[0.8, -0.3, 0.05], [0.3, 0.8, -0.1]]).expand(4, 2, 3)
+        grid = F.affine_grid(theta, [4, 3, 40, 40], align_corners=False)
+        results = [
+            value_and_grads(lambda i, gr: estn_sample(i, gr, backend=b), image, grid, grad_out) for b in ("eager", "native")
+        ]
+        assert_same(*results, rtol=1e-4, atol=1e-4)
+
+    def test_gradcheck_input_with_fixed_weights(self):
+        # the input gradient is exact where the output is linear in the input: the prior's fixed weights
+        image, grid, _ = case(f64, 1, (8, 8), (3, 4))
+        image = image[:, :2].clone().requires_grad_()
+        assert gradcheck(lambda x: estn_sample(x, grid * 0.8, entropy=None, backend="native"), (image,))
+
+    def test_linear_image_known_answer(self):
+        image = torch.arange(64.0, dtype=f64).view(1, 1, 8, 8)  # I = 8 py + px
+        grid = torch.zeros(1, 1, 1, 2, dtype=f64, requires_grad=True)  # pixel (3.5, 3.5)
+        out = estn_sample(image, grid, ridge=0.0, backend="native")  # no ridge: exact slopes and value
+        out.backward()
+        assert out.item() == pytest.approx(31.5, abs=1e-10)
+        assert grid.grad.flatten().tolist() == pytest.approx([4.0, 32.0], abs=1e-8)
+
+    def test_non_contiguous_inputs(self):
+        image, grid, grad_out = case(f64)
+        image_t = image.transpose(2, 3).contiguous().transpose(2, 3)
+        grid_t = grid.permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+        fn = lambda i, g: estn_sample(i, g, backend="native")  # noqa: E731
+        assert_same(value_and_grads(fn, image, grid, grad_out), value_and_grads(fn, image_t, grid_t, grad_out), 0, 0)
+
+    def test_same_numbers_with_any_thread_count(self):
+        """A batch of 2 on 1, 2 and 3 threads: the input gradient's work items switch from whole batch elements to
+        single planes, and every plane still gets the same adds in the same order."""
+        image, grid, grad_out = case(torch.float32, batch=2, size=(40, 40), out=(30, 70))
+        results = []
+        threads = torch.get_num_threads()
+        try:
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                results.append(value_and_grads(lambda i, g: estn_sample(i, g, backend="native"), image, grid, grad_out))
+        finally:
+            torch.set_num_threads(threads)
+        assert_same(results[0], results[1], rtol=0, atol=0)
+        assert_same(results[0], results[2], rtol=0, atol=0)
+
+    @pytest.mark.parametrize("wanted", ["input", "grid"])
+    def test_only_the_requested_gradients(self, wanted):
+        image, grid, _ = case(torch.float32)
+        (image if wanted == "input" else grid).requires_grad_()
+        estn_sample(image, grid, backend="native").sum().backward()
+        assert (image.grad is not None) == (wanted == "input") and (grid.grad is not None) == (wanted == "grid")
+        assert torch.isfinite(image.grad if wanted == "input" else grid.grad).all()
+
+    @pytest.mark.parametrize("value", ["fit", "center"])
+    def test_saves_grid_beta_and_slopes_for_backward(self, value):
+        """Not the input, not the points: the grid, beta (B, K, Ho, Wo) unless value='center', the slopes."""
+        image, grid, _ = case(torch.float32)
+        image.requires_grad_(), grid.requires_grad_()
+        storages = {}
+
+        def pack(t):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            estn_sample(image, grid, backend="native", value=value)
+        beta = 2 * 9 * 7 * 9 * 4 if value == "fit" else 0
+        slopes = 2 * 2 * 3 * 7 * 9 * 4
+        assert sum(storages.values()) == grid.nbytes + beta + slopes
+
+    def test_runs_plain_torch_under_a_flop_counter(self, monkeypatch):
+        """Under a dispatch mode the kernels would be invisible: the compiled backend's torch code runs instead."""
+        image, grid, _ = case(torch.float32)
+        sampler = interpolators.create("estn", backend="native")
+        native = sampler(image, grid)
+
+        def kernel_called(*args, **kwargs):
+            raise AssertionError("the native kernel ran under a dispatch mode")
+
+        monkeypatch.setattr(_native, "estn_fit", kernel_called)
+        with torch.utils.flop_counter.FlopCounterMode(display=False):
+            traced = sampler(image, grid)
+        torch.testing.assert_close(traced, native, rtol=1e-4, atol=1e-4)
+
+
 class TestNativeErrors:
     @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
     def test_half_precision(self, dtype):
@@ -184,15 +320,21 @@ class TestNativeErrors:
         with pytest.raises(ValueError, match=r"backend: 'native' indexes input planes with 32 bits, got H \* W = 2147488281"):
             lstn_sample(image, torch.zeros(1, 2, 2, 2), backend="native")
 
-    def test_estn_has_no_native_backend(self):
-        with pytest.raises(ValueError, match=r"estn.backend: expected one of 'eager', 'compiled', got 'native'"):
-            interpolators.create("estn", backend="native")
+    def test_estn_native_needs_the_spiral(self):
+        with pytest.raises(ValueError, match="backend: 'native' fuses the shared spiral only"):
+            interpolators.create("estn", backend="native", sampling="random")
+
+    @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+    def test_estn_half_precision(self, dtype):
+        image, grid, _ = case(dtype)
+        with pytest.raises(TypeError, match=rf"backend: 'native' runs on CPU float32 and float64 tensors, got {dtype}"):
+            estn_sample(image, grid, backend="native")
 
     @pytest.mark.parametrize(
         ("compiler", "message"),
         [
             ("/nonexistent/c++", r"backend='native': no C\+\+ compiler found.*backend='compiled' or 'eager'"),
-            ("false", r"(?s)backend='native': false could not build lstn.cpp \(exit 1\).*backend='compiled' or 'eager'"),
+            ("false", r"(?s)backend='native': false could not build sampling.cpp, lstn.cpp, estn.cpp \(exit 1\).*backend='compiled' or 'eager'"),
         ],
         ids=["missing", "failing"],
     )

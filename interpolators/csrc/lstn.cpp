@@ -1,15 +1,5 @@
-// L-STN's fused CPU kernels for backend="native" (interpolators/_native.py builds and loads this file).
-//
-// Conventions are grid_sample's: input (B, C, H, W) contiguous, grid (B, Ho, Wo, 2) contiguous normalized (x, y),
-// padding 0 zeros / 1 border / 2 reflection, align_corners as in torch. Loops over points are written branch-free
-// (selects, in-range loads) so that the compiler vectorizes them; OpenMP splits the outer loops over the threads of
-// torch's own OpenMP runtime (torch.set_num_threads applies).
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <limits>
-#include <vector>
+// L-STN's fused CPU kernels for backend="native"; the shared sampling code and conventions are in sampling.h.
+#include "sampling.h"
 
 // lowbias32 (C. Wellons' hash-prospector), the same bijective hash as interpolators.lstn._mix32.
 static inline uint32_t mix32(uint32_t x) {
@@ -20,72 +10,6 @@ static inline uint32_t mix32(uint32_t x) {
   return x ^ (x >> 16);
 }
 
-// Reflect x about [lo, lo + period / 2], branch-free: fold by the period, then mirror.
-template <typename T> static inline T reflect(T x, T lo, T period) {
-  T d = std::fabs(x - lo);
-  T extra = d - std::floor(d / period) * period;
-  const T mirrored = period - extra;
-  return lo + (extra < mirrored ? extra : mirrored);
-}
-// grid_sample's map from a normalized coordinate to a source pixel along one axis (PAD: 0 zeros, 1 border,
-// 2 reflection), with everything that depends on the size and align_corners computed once.
-template <typename T> struct Axis {
-  T mul, add, lo, period, last;
-  Axis(int64_t size, bool align)
-      : mul(align ? T(size - 1) / 2 : T(size) / 2), add(align ? T(0) : T(-0.5)), lo(align ? T(0) : T(-0.5)),
-        period(align ? T(2 * (size - 1)) : T(2 * size)), last(T(size - 1)) {
-    if (period == 0) period = 1;  // align_corners on one pixel: any reflection, then clipped to 0
-  }
-  template <int PAD> inline T source(T g) const {
-    T x = (g + 1) * mul + add;
-    if (PAD == 2) x = reflect(x, lo, period);
-    if (PAD != 0) {
-      x = x > 0 ? x : T(0);
-      x = x < last ? x : last;
-    }
-    return x;
-  }
-};
-// The bilinear footprint of source pixel (x, y) in an (H, W) plane: the top-left corner (x0, y0), the weights of
-// the right and lower corners, and which corners lie inside (grid_sample's "zeros"; the other paddings have moved
-// (x, y) inside already). Flags are computed in floating point, which keeps the loops that use them vectorizable.
-template <typename T> struct Footprint {
-  T wx, wy;
-  bool vx0, vx1, vy0, vy1;
-  int x0, y0;
-  Footprint(T x, T y, int H, int W) {
-    x = x > T(-2) ? x : T(-2);  // keeps the int conversion defined (NaN too); anything past -1 or W samples zeros
-    x = x < T(W + 1) ? x : T(W + 1);
-    y = y > T(-2) ? y : T(-2);
-    y = y < T(H + 1) ? y : T(H + 1);
-    const T fx = std::floor(x), fy = std::floor(y), lx = T(W - 1), ly = T(H - 1);
-    wx = x - fx;
-    wy = y - fy;
-    vx0 = (fx >= 0) & (fx <= lx);
-    vx1 = (fx >= -1) & (fx <= lx - 1);
-    vy0 = (fy >= 0) & (fy <= ly);
-    vy1 = (fy >= -1) & (fy <= ly - 1);
-    x0 = (int)fx;
-    y0 = (int)fy;
-  }
-};
-
-// Bilinear sample of one (H, W) plane at source pixel (x, y), zero outside. Branch-free with in-range loads, so that
-// loops over points vectorize.
-template <typename T> static inline T bilinear(const T* img, int H, int W, T x, T y) {
-  const Footprint<T> f(x, y, H, W);
-  const T wx = f.wx, wy = f.wy;
-  const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
-  const int x0 = f.x0, y0 = f.y0, x1 = x0 + 1, y1 = y0 + 1;
-  const int cx0 = x0 < 0 ? 0 : (x0 > W - 1 ? W - 1 : x0), cx1 = x1 < 0 ? 0 : (x1 > W - 1 ? W - 1 : x1);
-  const int cy0 = y0 < 0 ? 0 : (y0 > H - 1 ? H - 1 : y0), cy1 = y1 < 0 ? 0 : (y1 > H - 1 ? H - 1 : y1);
-  T a = img[cy0 * W + cx0], b = img[cy0 * W + cx1], c = img[cy1 * W + cx0], d = img[cy1 * W + cx1];
-  a = (vx0 & vy0) ? a : T(0);
-  b = (vx1 & vy0) ? b : T(0);
-  c = (vx0 & vy1) ? c : T(0);
-  d = (vx1 & vy1) ? d : T(0);
-  return (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
-}
 // Natural log of a float in (0, inf) (Cephes' logf: frexp, then a degree-9 polynomial; about 1 ulp), written
 // with bit operations so that loops calling it vectorize (libm's logf is a call).
 static inline float log_float(float x) {
@@ -144,8 +68,6 @@ static inline void hash_normals(uint32_t h, double& du, double& dv) {  // float6
 }
 
 template <typename T> static inline T finite_or_zero(T v) { return std::fabs(v) <= std::numeric_limits<T>::max() ? v : T(0); }
-
-constexpr int TILE = 64;
 
 // L-STN's forward: per output pixel, M auxiliary points p + (du, dv) * (scale_x, scale_y) with (du, dv) from
 // `offsets` (2, B, M, Ho, Wo) or, when it is null, hashed from `key` and the flat index of (b, k, oy, ox); their
@@ -246,89 +168,6 @@ extern "C" void lstn_fit_f64(const double* input, const double* grid, const doub
                              int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
                              double scale_x, double scale_y, int padding, int align, double* value, double* slope_x, double* slope_y) {
   lstn_fit_dispatch<double>(input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, padding, align, value, slope_x, slope_y);
-}
-
-// The grid gradient (B, Ho, Wo, 2) of the plane fit: the slopes (B, C, Ho, Wo) against grad_out, summed over channels.
-template <typename T>
-static void grid_grad(const T* grad_out, const T* slope_x, const T* slope_y, int64_t B, int64_t C, int64_t P, T* out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < B; ++b) {
-    T* o = out + b * P * 2;
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t base = (b * C + c) * P;
-      const T *g = grad_out + base, *sx = slope_x + base, *sy = slope_y + base;
-      if (c == 0) {
-#pragma omp simd
-        for (int64_t i = 0; i < P; ++i) { o[2 * i] = g[i] * sx[i]; o[2 * i + 1] = g[i] * sy[i]; }
-      } else {
-#pragma omp simd
-        for (int64_t i = 0; i < P; ++i) { o[2 * i] += g[i] * sx[i]; o[2 * i + 1] += g[i] * sy[i]; }
-      }
-    }
-  }
-}
-extern "C" void lstn_grid_grad_f32(const float* g, const float* sx, const float* sy, int64_t B, int64_t C, int64_t P, float* out) {
-  grid_grad<float>(g, sx, sy, B, C, P, out);
-}
-extern "C" void lstn_grid_grad_f64(const double* g, const double* sx, const double* sy, int64_t B, int64_t C, int64_t P, double* out) {
-  grid_grad<double>(g, sx, sy, B, C, P, out);
-}
-
-// grid_sample's input gradient (bilinear): grad (B, C, Ho*Wo) scattered at the points of grid (B, Ho*Wo, 2) into the
-// zeroed grad_input (B, C, H, W). Each (b, c) plane is owned by one thread; per tile the corner indices and
-// weights are computed in a vectorized pass, then added in a scalar one.
-template <int PAD, typename T>
-static void input_grad(const T* grad, const T* grid, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P, bool align,
-                       T* grad_input) {
-  const Axis<T> ax(W, align), ay(H, align);
-  const int w = (int)W;
-#pragma omp parallel
-  {
-    int idx[4 * TILE];
-    T wt[4 * TILE];
-#pragma omp for schedule(static)
-    for (int64_t bc = 0; bc < B * C; ++bc) {
-      const T* g = grad + bc * P;
-      T* out = grad_input + bc * H * W;
-      for (int64_t i0 = 0; i0 < P; i0 += TILE) {
-        const int n = (int)std::min<int64_t>(TILE, P - i0);
-        const T* gxy = grid + 2 * ((bc / C) * P + i0);
-#pragma omp simd
-        for (int t = 0; t < n; ++t) {
-          const Footprint<T> f(ax.template source<PAD>(gxy[2 * t]), ay.template source<PAD>(gxy[2 * t + 1]), (int)H, w);
-          const T wx = f.wx, wy = f.wy;
-          const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
-          const int i00 = f.y0 * w + f.x0;
-          const T gt = g[i0 + t];
-          idx[4 * t] = (vx0 & vy0) ? i00 : -1;  // -1: the corner is outside, nothing to add
-          idx[4 * t + 1] = (vx1 & vy0) ? i00 + 1 : -1;
-          idx[4 * t + 2] = (vx0 & vy1) ? i00 + w : -1;
-          idx[4 * t + 3] = (vx1 & vy1) ? i00 + w + 1 : -1;
-          wt[4 * t] = gt * (1 - wx) * (1 - wy);
-          wt[4 * t + 1] = gt * wx * (1 - wy);
-          wt[4 * t + 2] = gt * (1 - wx) * wy;
-          wt[4 * t + 3] = gt * wx * wy;
-        }
-        for (int j = 0; j < 4 * n; ++j)
-          if (idx[j] >= 0) out[idx[j]] += wt[j];
-      }
-    }
-  }
-}
-
-template <typename T>
-static void input_grad_dispatch(const T* grad, const T* grid, int64_t B, int64_t C, int64_t H, int64_t W, int64_t P,
-                                int padding, int align, T* grad_input) {
-  auto f = padding == 0 ? input_grad<0, T> : padding == 1 ? input_grad<1, T> : input_grad<2, T>;
-  f(grad, grid, B, C, H, W, P, align != 0, grad_input);
-}
-extern "C" void lstn_input_grad_f32(const float* grad, const float* grid, int64_t B, int64_t C, int64_t H, int64_t W,
-                                    int64_t P, int padding, int align, float* grad_input) {
-  input_grad_dispatch<float>(grad, grid, B, C, H, W, P, padding, align, grad_input);
-}
-extern "C" void lstn_input_grad_f64(const double* grad, const double* grid, int64_t B, int64_t C, int64_t H, int64_t W,
-                                    int64_t P, int padding, int align, double* grad_input) {
-  input_grad_dispatch<double>(grad, grid, B, C, H, W, P, padding, align, grad_input);
 }
 
 // The normal pairs of counters 0 .. n-1 under key (what lstn_fit draws for its flat point index), for the tests.

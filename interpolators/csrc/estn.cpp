@@ -1,0 +1,394 @@
+// ESTN's fused CPU kernels for backend="native" (the shared spiral only); sampling code and conventions in sampling.h.
+// The math is interpolators/estn.py's, step by step: tangent frame, spiral points, bilinear samples, entropy-
+// reweighted plane fit, intercept weights; see that module's docstring for the formulas.
+#include "sampling.h"
+
+#include <omp.h>
+
+// exp of a float (Cephes' expf: a degree-5 polynomial on x - n ln 2, then 2^n in the exponent bits; about 1 ulp),
+// written with bit operations so that loops calling it vectorize. Below -87 it returns 0: the weights it makes
+// are relative to the largest (exp(0)), so a sample that far down has no weight either way, and log(0) = -inf
+// (a zero prior weight) gives exactly 0.
+static inline float exp_(float x) {
+  const bool under = x < -87.0f;
+  x = under ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const uint32_t bits = uint32_t(int(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return under ? 0.0f : y * scale;
+}
+static inline double exp_(double x) { return std::exp(x); }  // float64: libm, to match torch
+
+// What steps 1-2 need besides the grid: grid_sample's axes, normalized-to-pixel scales and the frame's constants.
+template <typename T> struct Geometry {
+  Axis<T> ax, ay;
+  T sx, sy, inv_x, inv_y, r2, kx, ky;
+  Geometry(int64_t H, int64_t W, bool align, double scale_x, double scale_y, double min_radius, double tangent_scale)
+      : ax(W, align), ay(H, align), sx(T(scale_x)), sy(T(scale_y)), inv_x(scale_x > 0 ? T(1.0 / scale_x) : T(0)),
+        inv_y(scale_y > 0 ? T(1.0 / scale_y) : T(0)), r2(T(min_radius * min_radius)),
+        kx(scale_x > 0 ? T(tangent_scale) : T(0)), ky(scale_y > 0 ? T(tangent_scale) : T(0)) {}
+};
+
+// Per-thread scratch for one tile: the grid row with a one-pixel halo, the rows above and below, the frame
+// A = (a00, a01, a10, a11) and the K source pixels (PX, PY) of the samples.
+template <typename T> struct TileFrame {
+  std::vector<T> buf;
+  T *hx, *hy, *ux, *uy, *dx, *dy, *a, *px, *py;
+  explicit TileFrame(int64_t K) : buf(2 * (TILE + 2) + 8 * TILE + 2 * K * TILE) {
+    hx = buf.data(); hy = hx + TILE + 2; ux = hy + TILE + 2; uy = ux + TILE; dx = uy + TILE; dy = dx + TILE;
+    a = dy + TILE; px = a + 4 * TILE; py = px + K * TILE;
+  }
+};
+
+// Steps 1-2 for the tile of output pixels (b, oy, ox0 .. ox0 + nv): the frame A = t sqrt(J J^T + r^2 I), J by
+// finite differences of the grid in input pixels (central inside, one-sided at the edges, zero along an axis of
+// length 1, as torch.gradient), and the source pixels of p + A z_k. Lanes past the row's end repeat its last pixel.
+template <int PAD, typename T>
+static inline void tile_points(const T* grid, int64_t b, int64_t oy, int64_t ox0, int nv, int64_t Ho, int64_t Wo,
+                               const Geometry<T>& g, const T* z, int64_t K, TileFrame<T>& f) {
+  const T* row = grid + 2 * (b * Ho + oy) * Wo;
+  const T* up = grid + 2 * (b * Ho + (oy > 0 ? oy - 1 : oy)) * Wo;
+  const T* down = grid + 2 * (b * Ho + (oy < Ho - 1 ? oy + 1 : oy)) * Wo;
+  const T div_y = T((oy > 0) + (oy < Ho - 1) > 0 ? (oy > 0) + (oy < Ho - 1) : 1);
+  const int last = (int)Wo - 1;
+  // De-interleave (x, y) so that the vector loops below load contiguously: the row with a halo, hx[t] at
+  // ox0 - 1 + t, and the rows above and below, ux[t] at ox0 + t; positions past the row's ends repeat its ends.
+  const int n = (int)std::min<int64_t>(nv, Wo - ox0), lo = ox0 == 0 ? 1 : 0, hi = n + 1 + (ox0 + n <= last);
+  const T* from = row + 2 * ox0;
+#pragma omp simd
+  for (int t = lo; t < hi; ++t) { f.hx[t] = from[2 * t - 2]; f.hy[t] = from[2 * t - 1]; }
+  for (int t = 0; t < lo; ++t) { f.hx[t] = row[0]; f.hy[t] = row[1]; }
+  for (int t = hi; t < nv + 2; ++t) { f.hx[t] = row[2 * last]; f.hy[t] = row[2 * last + 1]; }
+  up += 2 * ox0;
+  down += 2 * ox0;
+#pragma omp simd
+  for (int t = 0; t < n; ++t) { f.ux[t] = up[2 * t]; f.uy[t] = up[2 * t + 1]; f.dx[t] = down[2 * t]; f.dy[t] = down[2 * t + 1]; }
+  for (int t = n; t < nv; ++t) {
+    f.ux[t] = up[2 * n - 2]; f.uy[t] = up[2 * n - 1]; f.dx[t] = down[2 * n - 2]; f.dy[t] = down[2 * n - 1];
+  }
+  T *a00 = f.a, *a01 = f.a + TILE, *a10 = f.a + 2 * TILE, *a11 = f.a + 3 * TILE;
+  const T sx = g.sx, sy = g.sy, tiny = std::numeric_limits<T>::min();
+#pragma omp simd
+  for (int t = 0; t < nv; ++t) {
+    const int ox = (int)ox0 + t;
+    const bool left = ox > 0 && ox <= last, right = ox < last;
+    const T div_x = T(int(left) + int(right) > 0 ? int(left) + int(right) : 1);
+    const T xl = left ? f.hx[t] : f.hx[t + 1], xr = right ? f.hx[t + 2] : f.hx[t + 1];
+    const T yl = left ? f.hy[t] : f.hy[t + 1], yr = right ? f.hy[t + 2] : f.hy[t + 1];
+    const T j00 = (xr * sx - xl * sx) / div_x, j10 = (yr * sy - yl * sy) / div_x;
+    const T j01 = (f.dx[t] * sx - f.ux[t] * sx) / div_y, j11 = (f.dy[t] * sy - f.uy[t] * sy) / div_y;
+    const T s00 = j00 * j00 + j01 * j01 + g.r2, s11 = j10 * j10 + j11 * j11 + g.r2, s01 = j00 * j10 + j01 * j11;
+    T det = s00 * s11 - s01 * s01;
+    const T root_det = std::sqrt(det > 0 ? det : T(0));
+    T norm = std::sqrt(s00 + s11 + 2 * root_det);
+    norm = norm > tiny ? norm : tiny;
+    const T s01n = s01 / norm;
+    a00[t] = g.kx * (s00 + root_det) / norm;
+    a01[t] = g.kx * s01n;
+    a10[t] = g.ky * s01n;
+    a11[t] = g.ky * (s11 + root_det) / norm;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const T zx = z[2 * k], zy = z[2 * k + 1];
+    T *px = f.px + k * TILE, *py = f.py + k * TILE;
+#pragma omp simd
+    for (int t = 0; t < nv; ++t) {
+      const T gx = f.hx[t + 1], gy = f.hy[t + 1];
+      px[t] = g.ax.template source<PAD>(gx + zx * (a00[t] * g.inv_x) + zy * (a01[t] * g.inv_x));
+      py[t] = g.ay.template source<PAD>(gy + zx * (a10[t] * g.inv_y) + zy * (a11[t] * g.inv_y));
+    }
+  }
+}
+
+// M^-1 of the ridged normal matrix [[mxx + l, mxy, mx], [mxy, myy + l, my], [mx, my, m1]], l = ridge_eps * trace,
+// by the adjugate, as its six entries (interpolators.estn._inverse_sym3).
+template <typename T>
+static inline void inverse_normal(T mxx, T mxy, T myy, T mx, T my, T m1, T ridge_eps,
+                                  T& i00, T& i01, T& i02, T& i11, T& i12, T& i22) {
+  const T lam = (mxx + myy + m1) * ridge_eps, a00 = mxx + lam, a11 = myy + lam;
+  const T c00 = a11 * m1 - my * my, c01 = mx * my - mxy * m1, c02 = mxy * my - mx * a11;
+  const T c11 = a00 * m1 - mx * mx, c12 = mxy * mx - a00 * my, c22 = a00 * a11 - mxy * mxy;
+  const T inv_det = T(1) / (a00 * c00 + mxy * c01 + mx * c02);
+  i00 = c00 * inv_det; i01 = c01 * inv_det; i02 = c02 * inv_det;
+  i11 = c11 * inv_det; i12 = c12 * inv_det; i22 = c22 * inv_det;
+}
+
+// Step 5 for a tile: the weighted least squares of the samples Y (C, K, TILE) on [z_x, z_y, 1] with weights
+// W (K, TILE), ridge (ridge + eps) * trace on the slopes. Writes the six entries of M^-1 into MI (6, TILE) and
+// theta = M^-1 sum_k w_k [z_k, 1] y_k into TH (C, 3, TILE).
+template <typename T>
+static inline void fit_tile(const T* W, const T* Y, const T* z, int64_t K, int64_t C, int nv, T ridge_eps, T* MI, T* TH) {
+  T *i00 = MI, *i01 = MI + TILE, *i02 = MI + 2 * TILE, *i11 = MI + 3 * TILE, *i12 = MI + 4 * TILE, *i22 = MI + 5 * TILE;
+  for (int t = 0; t < TILE; ++t) i00[t] = i01[t] = i02[t] = i11[t] = i12[t] = i22[t] = 0;
+  for (int64_t k = 0; k < K; ++k) {  // moments sum_k w (z_x^2, z_x z_y, z_y^2, z_x, z_y, 1), held in MI
+    const T zx = z[2 * k], zy = z[2 * k + 1];
+    const T* w = W + k * TILE;
+#pragma omp simd
+    for (int t = 0; t < nv; ++t) {
+      const T wx = w[t] * zx, wy = w[t] * zy;
+      i00[t] += wx * zx; i01[t] += wx * zy; i11[t] += wy * zy; i02[t] += wx; i12[t] += wy; i22[t] += w[t];
+    }
+  }
+#pragma omp simd
+  for (int t = 0; t < nv; ++t)  // in place
+    inverse_normal(i00[t], i01[t], i11[t], i02[t], i12[t], i22[t], ridge_eps, i00[t], i01[t], i02[t], i11[t], i12[t], i22[t]);
+  for (int64_t c = 0; c < C; ++c) {
+    T *b0 = TH + 3 * c * TILE, *b1 = b0 + TILE, *b2 = b1 + TILE;
+    for (int t = 0; t < TILE; ++t) b0[t] = b1[t] = b2[t] = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      const T zx = z[2 * k], zy = z[2 * k + 1];
+      const T *w = W + k * TILE, *y = Y + (c * K + k) * TILE;
+#pragma omp simd
+      for (int t = 0; t < nv; ++t) {
+        const T wy = w[t] * y[t];
+        b0[t] += wy * zx; b1[t] += wy * zy; b2[t] += wy;
+      }
+    }
+#pragma omp simd
+    for (int t = 0; t < nv; ++t) {
+      const T r0 = b0[t], r1 = b1[t], r2 = b2[t];
+      b0[t] = i00[t] * r0 + i01[t] * r1 + i02[t] * r2;
+      b1[t] = i01[t] * r0 + i11[t] * r1 + i12[t] * r2;
+      b2[t] = i02[t] * r0 + i12[t] * r1 + i22[t] * r2;
+    }
+  }
+}
+
+// ESTN's forward for the shared spiral z (K, 2) with prior weights w (K,) and their logs: per output pixel steps
+// 1-6. Writes value (B, C, Ho, Wo) (the intercept, or the centre sample with `center`), the slopes per normalized
+// unit slope_x, slope_y (B, C, Ho, Wo) and, unless null, the intercept weights beta (B, K, Ho, Wo). entropy < 0
+// means none (pi = w).
+template <int PAD, typename T>
+static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, const T* log_prior,
+                     int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K,
+                     const Geometry<T>& g, double entropy, int64_t iterations, double ridge, bool center,
+                     T* value, T* slope_x, T* slope_y, T* beta) {
+  const T eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min(), ridge_eps = T(ridge) + eps;
+  const bool reweight = entropy >= 0 && iterations > 0;
+  // The first fit's weights are the shared prior: one constant system, solved once into the coefficients that
+  // map the samples to theta, coef (3, K): theta_f = sum_k coef[f][k] y_k; coef[2] are the intercept's weights.
+  T total = 0, m[6] = {0, 0, 0, 0, 0, 0}, inv[6];
+  for (int64_t k = 0; k < K; ++k) {
+    const T w = prior[k], wx = w * z[2 * k], wy = w * z[2 * k + 1];
+    m[0] += wx * z[2 * k]; m[1] += wx * z[2 * k + 1]; m[2] += wy * z[2 * k + 1]; m[3] += wx; m[4] += wy; m[5] += w;
+    total += w;
+  }
+  inverse_normal(m[0], m[1], m[2], m[3], m[4], m[5], ridge_eps, inv[0], inv[1], inv[2], inv[3], inv[4], inv[5]);
+  std::vector<T> coef(3 * K);
+  for (int64_t k = 0; k < K; ++k) {
+    const T wx = prior[k] * z[2 * k], wy = prior[k] * z[2 * k + 1], w = prior[k];
+    coef[k] = inv[0] * wx + inv[1] * wy + inv[2] * w;
+    coef[K + k] = inv[1] * wx + inv[3] * wy + inv[4] * w;
+    coef[2 * K + k] = inv[2] * wx + inv[4] * wy + inv[5] * w;
+  }
+  const int64_t tiles = (Wo + TILE - 1) / TILE;
+#pragma omp parallel
+  {
+    TileFrame<T> f(K);
+    std::vector<T> buf((C * K + K + 6 + 3 * C + 2) * TILE);
+    T *Y = buf.data(), *Wt = Y + C * K * TILE, *MI = Wt + K * TILE, *TH = MI + 6 * TILE, *NG = TH + 3 * C * TILE;
+    T* R = NG + TILE;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t row = 0; row < B * Ho; ++row)
+      for (int64_t tile = 0; tile < tiles; ++tile) {
+        const int64_t b = row / Ho, oy = row % Ho, ox0 = tile * TILE;
+        const int n = (int)std::min<int64_t>(TILE, Wo - ox0);
+        const int nv = (n + 15) & ~15;  // whole vectors: the lanes past n compute harmless numbers never stored
+        tile_points<PAD>(grid, b, oy, ox0, nv, Ho, Wo, g, z, K, f);
+        for (int64_t c = 0; c < C; ++c) {  // step 2: the samples
+          const T* img = input + (b * C + c) * H * W;
+          for (int64_t k = 0; k < K; ++k) {
+            const T *px = f.px + k * TILE, *py = f.py + k * TILE;
+            T* y = Y + (c * K + k) * TILE;
+#pragma omp simd
+            for (int t = 0; t < nv; ++t) y[t] = bilinear(img, (int)H, (int)W, px[t], py[t]);
+          }
+        }
+        for (int64_t c = 0; c < C; ++c) {  // the first fit
+          T* th = TH + 3 * c * TILE;
+          for (int t = 0; t < 3 * TILE; ++t) th[t] = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            const T *y = Y + (c * K + k) * TILE, c0 = coef[k], c1 = coef[K + k], c2 = coef[2 * K + k];
+#pragma omp simd
+            for (int t = 0; t < nv; ++t) {
+              th[t] += c0 * y[t]; th[TILE + t] += c1 * y[t]; th[2 * TILE + t] += c2 * y[t];
+            }
+          }
+        }
+        if (reweight) {
+          const T ent = T(entropy);
+#pragma omp simd
+          for (int t = 0; t < nv; ++t) NG[t] = tiny;
+          T *mean = R, *second = MI;  // scratch: the fit's inverse is recomputed below
+          for (int64_t c = 0; c < C; ++c) {  // gamma: entropy x the prior-weighted variance, summed over channels
+            for (int t = 0; t < TILE; ++t) mean[t] = second[t] = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const T p = prior[k] / total, *y = Y + (c * K + k) * TILE;
+#pragma omp simd
+              for (int t = 0; t < nv; ++t) {
+                mean[t] += p * y[t];
+                second[t] += p * y[t] * y[t];
+              }
+            }
+#pragma omp simd
+            for (int t = 0; t < nv; ++t) {
+              const T variance = second[t] - mean[t] * mean[t];
+              NG[t] += ent * (variance > 0 ? variance : T(0)) + eps * second[t];
+            }
+          }
+#pragma omp simd
+          for (int t = 0; t < nv; ++t) NG[t] = T(-1) / NG[t];
+          for (int64_t it = 0; it < iterations; ++it) {  // step 4: pi_k = w_k exp(-r_k / gamma), up to a factor
+            for (int64_t k = 0; k < K; ++k) {
+              const T zx = z[2 * k], zy = z[2 * k + 1];
+              for (int t = 0; t < TILE; ++t) R[t] = 0;
+              for (int64_t c = 0; c < C; ++c) {
+                const T *y = Y + (c * K + k) * TILE, *th = TH + 3 * c * TILE;
+#pragma omp simd
+                for (int t = 0; t < nv; ++t) {
+                  const T d = y[t] - (th[t] * zx + th[TILE + t] * zy + th[2 * TILE + t]);
+                  R[t] += d * d;
+                }
+              }
+              T* logit = Wt + k * TILE;
+#pragma omp simd
+              for (int t = 0; t < nv; ++t) logit[t] = log_prior[k] + R[t] * NG[t];
+            }
+            std::memcpy(R, Wt, TILE * sizeof(T));  // the largest logit per pixel
+            for (int64_t k = 1; k < K; ++k) {
+              const T* logit = Wt + k * TILE;
+#pragma omp simd
+              for (int t = 0; t < nv; ++t) R[t] = logit[t] > R[t] ? logit[t] : R[t];
+            }
+            for (int64_t k = 0; k < K; ++k) {
+              T* w = Wt + k * TILE;
+#pragma omp simd
+              for (int t = 0; t < nv; ++t) w[t] = exp_(w[t] - R[t]);
+            }
+            fit_tile(Wt, Y, z, K, C, nv, ridge_eps, MI, TH);
+          }
+        }
+        const T *a00 = f.a, *a01 = f.a + TILE, *a10 = f.a + 2 * TILE, *a11 = f.a + 3 * TILE;
+        for (int64_t k = 0; beta && k < K; ++k) {  // step 6: beta_k = pi_k [z_k, 1] . M^-1 e_3, the intercept's weights
+          const T zx = z[2 * k], zy = z[2 * k + 1];
+          const T* w = Wt + k * TILE;
+          T* out = beta + ((b * K + k) * Ho + oy) * Wo + ox0;
+          if (reweight) {
+#pragma omp simd
+            for (int t = 0; t < n; ++t) out[t] = w[t] * (MI[2 * TILE + t] * zx + MI[4 * TILE + t] * zy + MI[5 * TILE + t]);
+          } else {
+            for (int t = 0; t < n; ++t) out[t] = coef[2 * K + k];
+          }
+        }
+#pragma omp simd
+        for (int t = 0; t < nv; ++t) {  // the frame's pseudo-inverse, which maps footprint slopes to pixel slopes
+          const T d = a00[t] * a11[t] - a01[t] * a10[t];
+          const T fro2 = a00[t] * a00[t] + a01[t] * a01[t] + a10[t] * a10[t] + a11[t] * a11[t];
+          const bool full = std::fabs(d) > 64 * eps * fro2;
+          const T inv_det = T(1) / (full ? d : T(1)), inv_fro2 = T(1) / (fro2 > tiny ? fro2 : tiny);
+          const T p00 = full ? a11[t] * inv_det : a00[t] * inv_fro2, p01 = full ? -a01[t] * inv_det : a10[t] * inv_fro2;
+          const T p10 = full ? -a10[t] * inv_det : a01[t] * inv_fro2, p11 = full ? a00[t] * inv_det : a11[t] * inv_fro2;
+          MI[t] = p00; MI[TILE + t] = p01; MI[3 * TILE + t] = p10; MI[5 * TILE + t] = p11;  // M^-1 is spent
+        }
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t out = ((b * C + c) * Ho + oy) * Wo + ox0;
+          const T *th = TH + 3 * c * TILE, *y0 = Y + c * K * TILE;
+#pragma omp simd
+          for (int t = 0; t < n; ++t) {
+            const T tx = th[t], ty = th[TILE + t];
+            slope_x[out + t] = (MI[t] * tx + MI[3 * TILE + t] * ty) * g.sx;
+            slope_y[out + t] = (MI[TILE + t] * tx + MI[5 * TILE + t] * ty) * g.sy;
+            value[out + t] = center ? y0[t] : th[2 * TILE + t];
+          }
+        }
+      }
+  }
+}
+
+// The input gradient (B, C, H, W) (zeroed by the caller) of the intercept: grad (B, C, Ho*Wo) times beta (B, K, Ho*Wo)
+// scattered at each sample's bilinear footprint. The sample points are recomputed from the grid (cheaper than
+// keeping K x 2 coordinates per pixel for backward). A work item is one batch element with all its channels, which
+// share the points and corners, or, when the batch is smaller than the thread count, one (b, c) plane; either way
+// each plane has one owner thread and sees the same adds in the same order (results do not depend on the threads).
+template <int PAD, typename T>
+static void estn_input_grad(const T* grad, const T* grid, const T* z, const T* beta, int64_t B, int64_t C, int64_t H,
+                            int64_t W, int64_t Ho, int64_t Wo, int64_t K, const Geometry<T>& g, T* grad_input) {
+  const int64_t tiles = (Wo + TILE - 1) / TILE, P = Ho * Wo;
+  const int64_t per_item = B >= omp_get_max_threads() ? C : 1;
+#pragma omp parallel
+  {
+    TileFrame<T> f(K);
+    int idx[4 * TILE];
+    T wt[4 * TILE], scaled[4 * TILE], gw[TILE];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < B * C / per_item; ++item) {
+      const int64_t b = item * per_item / C, c0 = item * per_item % C;
+      for (int64_t oy = 0; oy < Ho; ++oy)
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          const int64_t ox0 = tile * TILE;
+          const int n = (int)std::min<int64_t>(TILE, Wo - ox0);
+          tile_points<PAD>(grid, b, oy, ox0, (n + 15) & ~15, Ho, Wo, g, z, K, f);
+          for (int64_t k = 0; k < K; ++k) {
+            bilinear_corners(f.px + k * TILE, f.py + k * TILE, n, (int)H, (int)W, idx, wt);
+            const T* bk = beta + (b * K + k) * P + oy * Wo + ox0;
+            for (int64_t c = c0; c < c0 + per_item; ++c) {
+              const T* go = grad + (b * C + c) * P + oy * Wo + ox0;
+#pragma omp simd
+              for (int t = 0; t < n; ++t) gw[t] = go[t] * bk[t];
+              scatter_corners(grad_input + (b * C + c) * H * W, idx, wt, gw, n, scaled);
+            }
+          }
+        }
+    }
+  }
+}
+
+#define ESTN_PAD(fn, ...) (padding == 0 ? fn<0, T>(__VA_ARGS__) : padding == 1 ? fn<1, T>(__VA_ARGS__) : fn<2, T>(__VA_ARGS__))
+
+template <typename T>
+static void estn_fit_dispatch(const T* input, const T* grid, const T* z, const T* prior, const T* log_prior,
+                              int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K,
+                              double scale_x, double scale_y, double min_radius, double tangent_scale, double entropy,
+                              int64_t iterations, double ridge, int padding, int align, int center,
+                              T* value, T* slope_x, T* slope_y, T* beta) {
+  const Geometry<T> g(H, W, align != 0, scale_x, scale_y, min_radius, tangent_scale);
+  ESTN_PAD(estn_fit, input, grid, z, prior, log_prior, B, C, H, W, Ho, Wo, K, g, entropy, iterations, ridge,
+           center != 0, value, slope_x, slope_y, beta);
+}
+template <typename T>
+static void estn_input_grad_dispatch(const T* grad, const T* grid, const T* z, const T* beta, int64_t B, int64_t C,
+                                     int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K, double scale_x,
+                                     double scale_y, double min_radius, double tangent_scale, int padding, int align,
+                                     T* grad_input) {
+  const Geometry<T> g(H, W, align != 0, scale_x, scale_y, min_radius, tangent_scale);
+  ESTN_PAD(estn_input_grad, grad, grid, z, beta, B, C, H, W, Ho, Wo, K, g, grad_input);
+}
+#define ESTN_EXPORTS(T, SUFFIX)                                                                                        \
+  extern "C" void estn_fit_##SUFFIX(const T* input, const T* grid, const T* z, const T* prior, const T* log_prior,     \
+                                    int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K,     \
+                                    double scale_x, double scale_y, double min_radius, double tangent_scale,           \
+                                    double entropy, int64_t iterations, double ridge, int padding, int align,          \
+                                    int center, T* value, T* slope_x, T* slope_y, T* beta) {                           \
+    estn_fit_dispatch<T>(input, grid, z, prior, log_prior, B, C, H, W, Ho, Wo, K, scale_x, scale_y, min_radius,       \
+                         tangent_scale, entropy, iterations, ridge, padding, align, center, value, slope_x, slope_y,   \
+                         beta);                                                                                        \
+  }                                                                                                                    \
+  extern "C" void estn_input_grad_##SUFFIX(const T* grad, const T* grid, const T* z, const T* beta, int64_t B,         \
+                                           int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K,         \
+                                           double scale_x, double scale_y, double min_radius, double tangent_scale,    \
+                                           int padding, int align, T* grad_input) {                                    \
+    estn_input_grad_dispatch<T>(grad, grid, z, beta, B, C, H, W, Ho, Wo, K, scale_x, scale_y, min_radius,             \
+                                tangent_scale, padding, align, grad_input);                                            \
+  }
+ESTN_EXPORTS(float, f32)
+ESTN_EXPORTS(double, f64)
