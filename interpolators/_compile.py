@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Literal, get_args
 
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-Backend = Literal["eager", "compiled"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 RECOMPILE_LIMIT = 64
 
 

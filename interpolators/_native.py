@@ -1,4 +1,4 @@
-"""The multi-sample methods' ``backend="native"``: hand-written C++ kernels (``csrc/``), built on first use, loaded with ctypes.
+"""``backend="native"`` of L-STN and ESTN: hand-written C++ kernels (``csrc/``), built on first use, loaded with ctypes.
 
 ``torch.compile`` fuses L-STN's and ESTN's elementwise math but keeps torch's ``grid_sample``
 kernels, whose gathers and scatters run apart from it; the native kernels fuse what is left. Per
@@ -7,11 +7,11 @@ counter-based hash as the compiled backend; ESTN: the tangent frame and the spir
 bilinear samples and the fit (ESTN: with its entropy reweighting); the input gradient is one
 scatter. Shared code is in ``csrc/sampling.h``. They run on CPU tensors of float32 or float64.
 
-The source is compiled once per machine with the system's C++ compiler (``$CXX``, else ``g++``)
+The sources are compiled once per machine with the system's C++ compiler (``$CXX``, else ``g++``)
 and OpenMP, for the machine's own instruction set (``-march=native``), into
 ``$STN_BENCH_CACHE`` (default ``~/.cache/stn-interp-bench``), under a name that hashes the
-source, the flags, the compiler's version and the processor's flags; later processes load that
-file. A build takes about a second. The kernels join the OpenMP runtime torch has loaded, so
+sources, the flags, the compiler's version and the processor's flags; later processes load that
+file. A build takes about 5 s. The kernels join the OpenMP runtime torch has loaded, so
 ``torch.set_num_threads`` sets their threads too.
 """
 
@@ -63,7 +63,7 @@ def _cache_dir() -> Path:
 
 @functools.cache
 def library() -> ctypes.CDLL:
-    """The loaded kernels, built first if this machine has no build of this source yet."""
+    """The loaded kernels, built first if this machine has no build of these sources yet."""
     cxx = _compiler()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
     texts = [(SOURCE_DIR / name).read_text() for name in (*SOURCES, "sampling.h")]
@@ -140,10 +140,10 @@ def lstn_fit(
 
 
 def bilinear_input_grad(grad_out: Tensor, input_shape: torch.Size, grid: Tensor, padding: int, align: bool) -> Tensor:
-    """Bilinear's input gradient ``input_shape (B, C, H, W)`` of ``grad_out (B, C, Ho, Wo)`` at ``grid (B, Ho, Wo, 2)`` (contiguous)."""
+    """Bilinear's input gradient, ``input_shape (B, C, H, W)``, of ``grad_out (B, C, Ho, Wo)`` at ``grid (B, Ho, Wo, 2)``."""
     grad_out = grad_out.contiguous()
     (b, c, h, w), (ho, wo) = input_shape, grid.shape[1:3]
-    grad_input = torch.zeros((b, c, h, w), dtype=grad_out.dtype)
+    grad_input = torch.zeros((b, c, h, w), dtype=grad_out.dtype, device="cpu")
     getattr(library(), f"bilinear_input_grad_{_SUFFIX[grad_out.dtype]}")(
         grad_out.data_ptr(), grid.data_ptr(), b, c, h, w, ho * wo, padding, int(align), grad_input.data_ptr()
     )
@@ -163,7 +163,7 @@ def slope_grid_grad(grad_out: Tensor, slope_x: Tensor, slope_y: Tensor) -> Tenso
 
 def lstn_hash_normals(key: int, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The normal pairs ``(du, dv)``, each ``(n,)``, that the forward kernel draws for flat point indices ``0 .. n-1``."""
-    du, dv = torch.empty(n, dtype=dtype), torch.empty(n, dtype=dtype)
+    du, dv = torch.empty(n, dtype=dtype, device="cpu"), torch.empty(n, dtype=dtype, device="cpu")
     getattr(library(), f"lstn_hash_normals_{_SUFFIX[dtype]}")(key, n, du.data_ptr(), dv.data_ptr())
     return du, dv
 
@@ -214,7 +214,7 @@ def estn_input_grad(
     at the bilinear footprints of the samples, whose points the kernel recomputes from ``grid`` (contiguous)."""
     grad_out = grad_out.contiguous()
     (b, c, h, w), (ho, wo), k = input_shape, grid.shape[1:3], spiral.shape[0]
-    grad_input = torch.zeros((b, c, h, w), dtype=grad_out.dtype)
+    grad_input = torch.zeros((b, c, h, w), dtype=grad_out.dtype, device="cpu")
     getattr(library(), f"estn_input_grad_{_SUFFIX[grad_out.dtype]}")(
         grad_out.data_ptr(), grid.data_ptr(), spiral.data_ptr(), beta.data_ptr(), b, c, h, w, ho, wo, k, *geometry,
         padding, int(align), grad_input.data_ptr(),

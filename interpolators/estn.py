@@ -50,7 +50,7 @@ Sampling = Literal["spiral", "random"]
 Value = Literal["fit", "center"]
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 VALUES: tuple[str, ...] = get_args(Value)
-#: ``"compiled"`` fuses with ``torch.compile``; ``"native"`` runs hand-written C++ kernels (CPU; :mod:`interpolators._native`)
+#: ``"compiled"`` fuses with ``torch.compile``; ``"native"`` runs C++ kernels (CPU; :mod:`interpolators._native`)
 ESTNBackend = Literal["eager", "compiled", "native"]
 ESTN_BACKENDS: tuple[str, ...] = get_args(ESTNBackend)
 
@@ -632,8 +632,8 @@ _PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # grid_sampler_2d's
 def _spiral_tensors(num_samples: int, tangent_scale: float, kernel_size: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """The spiral ``z (K, 2)``, its prior weights ``(K,)`` and their logs, contiguous CPU tensors for the kernels."""
     z, prior = _spiral_constants(num_samples, tangent_scale, kernel_size)
-    prior64 = torch.tensor(prior, dtype=torch.float64)
-    return torch.tensor(z, dtype=dtype), prior64.to(dtype), prior64.log().to(dtype)
+    prior64 = torch.tensor(prior, dtype=torch.float64, device="cpu")
+    return torch.tensor(z, dtype=dtype, device="cpu"), prior64.to(dtype), prior64.log().to(dtype)
 
 
 def _native_estn(
@@ -659,6 +659,10 @@ def _native_estn(
     )  # fmt: skip
     spiral = _spiral_tensors(num_samples, tangent_scale, kernel_size, input.dtype)
     fit = (entropy, iterations, ridge, value == "center")
+    if not (torch.is_grad_enabled() and (input.requires_grad or grid.requires_grad)):  # nothing to keep for backward
+        codes = (_PADDING_CODES[padding_mode], align_corners)
+        args = (input.contiguous(), grid.detach().contiguous(), spiral, geometry, *fit[:3], *codes, fit[3])
+        return _native.estn_fit(*args, need_beta=False)[0]
     return _NativeOutput.apply(input, grid, spiral, geometry, fit, _PADDING_CODES[padding_mode], align_corners)
 
 

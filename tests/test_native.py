@@ -11,6 +11,7 @@ import interpolators
 from interpolators import _native
 from interpolators.estn import estn_sample
 from interpolators.lstn import _hash_normals, lstn_sample
+from suites.cost import saved_tensor_bytes
 
 from torch.autograd import gradcheck
 
@@ -141,16 +142,9 @@ class TestNativeLSTN:
     def test_saves_two_slopes_for_backward(self):
         image, grid, _ = case(torch.float32)
         image.requires_grad_(), grid.requires_grad_()
-        storages = {}
-
-        def pack(t):
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            lstn_sample(image, grid, backend="native")
+        saved = saved_tensor_bytes(lambda: lstn_sample(image, grid, backend="native"))
         slopes = 2 * 2 * 3 * 7 * 9 * 4  # two (B, C, Ho, Wo) float32 planes in one storage
-        assert sum(storages.values()) == image.nbytes + grid.nbytes + slopes
+        assert saved == image.nbytes + grid.nbytes + slopes
 
     def test_runs_plain_torch_under_a_flop_counter(self):
         """Under a dispatch mode the kernels would be invisible: the compiled backend's torch code runs, same offsets."""
@@ -256,6 +250,28 @@ class TestNativeESTN:
         assert_same(results[0], results[1], rtol=0, atol=0)
         assert_same(results[0], results[2], rtol=0, atol=0)
 
+    @pytest.mark.parametrize("value", ["fit", "center"])
+    def test_non_finite_grid_gives_nan_where_eager_does(self, value):
+        """A NaN grid point spoils its own and its neighbours' tangent frames, in eager and in native alike."""
+        image = torch.arange(64.0, dtype=f64).view(1, 1, 8, 8)
+        grid = torch.zeros(1, 3, 4, 2, dtype=f64)
+        grid[0, 1, 1, 0] = float("nan")
+        grid[0, 2, 3, 1] = float("inf")
+        eager, native = (estn_sample(image, grid, value=value, backend=b) for b in ("eager", "native"))
+        assert torch.isnan(eager).any()
+        torch.testing.assert_close(native, eager, equal_nan=True)
+
+    def test_no_backward_state_without_grad(self, monkeypatch):
+        """Under no_grad (or without inputs that need a gradient) the kernel is asked for no beta."""
+        image, grid, _ = case(torch.float32)
+        image.requires_grad_()
+        calls, estn_fit = [], _native.estn_fit
+        monkeypatch.setattr(_native, "estn_fit", lambda *a, **k: calls.append(k["need_beta"]) or estn_fit(*a, **k))
+        with torch.no_grad():
+            value = estn_sample(image, grid, backend="native")
+        torch.testing.assert_close(value, estn_sample(image, grid, backend="native").detach())
+        assert calls == [False, True] and not value.requires_grad
+
     @pytest.mark.parametrize("wanted", ["input", "grid"])
     def test_only_the_requested_gradients(self, wanted):
         image, grid, _ = case(torch.float32)
@@ -269,17 +285,10 @@ class TestNativeESTN:
         """Not the input, not the points: the grid, beta (B, K, Ho, Wo) unless value='center', the slopes."""
         image, grid, _ = case(torch.float32)
         image.requires_grad_(), grid.requires_grad_()
-        storages = {}
-
-        def pack(t):
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            estn_sample(image, grid, backend="native", value=value)
+        saved = saved_tensor_bytes(lambda: estn_sample(image, grid, backend="native", value=value))
         beta = 2 * 9 * 7 * 9 * 4 if value == "fit" else 0
         slopes = 2 * 2 * 3 * 7 * 9 * 4
-        assert sum(storages.values()) == grid.nbytes + beta + slopes
+        assert saved == grid.nbytes + beta + slopes
 
     def test_runs_plain_torch_under_a_flop_counter(self, monkeypatch):
         """Under a dispatch mode the kernels would be invisible: the compiled backend's torch code runs instead."""

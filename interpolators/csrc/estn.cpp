@@ -10,8 +10,8 @@
 // are relative to the largest (exp(0)), so a sample that far down has no weight either way, and log(0) = -inf
 // (a zero prior weight) gives exactly 0.
 static inline float exp_(float x) {
-  const bool under = x < -87.0f;
-  x = under ? -87.0f : x;
+  const bool under = x < -87.0f, nan = x != x;
+  x = under || nan ? -87.0f : x;  // keeps the int conversion below defined
   x = x > 88.0f ? 88.0f : x;
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
   const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -25,7 +25,7 @@ static inline float exp_(float x) {
   const uint32_t bits = uint32_t(int(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return under ? 0.0f : y * scale;
+  return nan ? std::numeric_limits<float>::quiet_NaN() : (under ? 0.0f : y * scale);
 }
 static inline double exp_(double x) { return std::exp(x); }  // float64: libm, to match torch
 
@@ -278,16 +278,22 @@ static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, 
             fit_tile(Wt, Y, z, K, C, nv, ridge_eps, MI, TH);
           }
         }
+        // 0 where the grid point and its frame are finite, else NaN: added to every output, it makes a non-finite
+        // grid give NaN as the eager path does (the branch-free sampling would have read it as outside)
         const T *a00 = f.a, *a01 = f.a + TILE, *a10 = f.a + 2 * TILE, *a11 = f.a + 3 * TILE;
+        T* probe = R;
+#pragma omp simd
+        for (int t = 0; t < nv; ++t) probe[t] = (a00[t] + a01[t] + a10[t] + a11[t] + f.hx[t + 1] + f.hy[t + 1]) * T(0);
         for (int64_t k = 0; beta && k < K; ++k) {  // step 6: beta_k = pi_k [z_k, 1] . M^-1 e_3, the intercept's weights
           const T zx = z[2 * k], zy = z[2 * k + 1];
           const T* w = Wt + k * TILE;
           T* out = beta + ((b * K + k) * Ho + oy) * Wo + ox0;
           if (reweight) {
 #pragma omp simd
-            for (int t = 0; t < n; ++t) out[t] = w[t] * (MI[2 * TILE + t] * zx + MI[4 * TILE + t] * zy + MI[5 * TILE + t]);
+            for (int t = 0; t < n; ++t)
+              out[t] = w[t] * (MI[2 * TILE + t] * zx + MI[4 * TILE + t] * zy + MI[5 * TILE + t]) + probe[t];
           } else {
-            for (int t = 0; t < n; ++t) out[t] = coef[2 * K + k];
+            for (int t = 0; t < n; ++t) out[t] = coef[2 * K + k] + probe[t];
           }
         }
 #pragma omp simd
@@ -306,9 +312,9 @@ static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, 
 #pragma omp simd
           for (int t = 0; t < n; ++t) {
             const T tx = th[t], ty = th[TILE + t];
-            slope_x[out + t] = (MI[t] * tx + MI[3 * TILE + t] * ty) * g.sx;
-            slope_y[out + t] = (MI[TILE + t] * tx + MI[5 * TILE + t] * ty) * g.sy;
-            value[out + t] = center ? y0[t] : th[2 * TILE + t];
+            slope_x[out + t] = (MI[t] * tx + MI[3 * TILE + t] * ty) * g.sx + probe[t];
+            slope_y[out + t] = (MI[TILE + t] * tx + MI[5 * TILE + t] * ty) * g.sy + probe[t];
+            value[out + t] = (center ? y0[t] : th[2 * TILE + t]) + probe[t];
           }
         }
       }
