@@ -5,30 +5,6 @@
 
 #include <omp.h>
 
-// exp of a float (Cephes' expf: a degree-5 polynomial on x - n ln 2, then 2^n in the exponent bits; about 1 ulp),
-// written with bit operations so that loops calling it vectorize. Below -87 it returns 0: the weights it makes
-// are relative to the largest (exp(0)), so a sample that far down has no weight either way, and log(0) = -inf
-// (a zero prior weight) gives exactly 0.
-static inline float exp_(float x) {
-  const bool under = x < -87.0f, nan = x != x;
-  x = under || nan ? -87.0f : x;  // keeps the int conversion below defined
-  x = x > 88.0f ? 88.0f : x;
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const uint32_t bits = uint32_t(int(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return nan ? std::numeric_limits<float>::quiet_NaN() : (under ? 0.0f : y * scale);
-}
-static inline double exp_(double x) { return std::exp(x); }  // float64: libm, to match torch
-
 // What steps 1-2 need besides the grid: grid_sample's axes, normalized-to-pixel scales and the frame's constants.
 template <typename T> struct Geometry {
   Axis<T> ax, ay;
@@ -111,57 +87,134 @@ static inline void tile_points(const T* grid, int64_t b, int64_t oy, int64_t ox0
 }
 
 // M^-1 of the ridged normal matrix [[mxx + l, mxy, mx], [mxy, myy + l, my], [mx, my, m1]], l = ridge_eps * trace,
-// by the adjugate, as its six entries (interpolators.estn._inverse_sym3).
-template <typename T>
-static inline void inverse_normal(T mxx, T mxy, T myy, T mx, T my, T m1, T ridge_eps,
+// by the adjugate, as its six entries (interpolators.estn._inverse_sym3). T: a scalar or a vector of S.
+template <typename T, typename S = T>
+static inline void inverse_normal(T mxx, T mxy, T myy, T mx, T my, T m1, S ridge_eps,
                                   T& i00, T& i01, T& i02, T& i11, T& i12, T& i22) {
   const T lam = (mxx + myy + m1) * ridge_eps, a00 = mxx + lam, a11 = myy + lam;
   const T c00 = a11 * m1 - my * my, c01 = mx * my - mxy * m1, c02 = mxy * my - mx * a11;
   const T c11 = a00 * m1 - mx * mx, c12 = mxy * mx - a00 * my, c22 = a00 * a11 - mxy * mxy;
-  const T inv_det = T(1) / (a00 * c00 + mxy * c01 + mx * c02);
+  const T inv_det = S(1) / (a00 * c00 + mxy * c01 + mx * c02);
   i00 = c00 * inv_det; i01 = c01 * inv_det; i02 = c02 * inv_det;
   i11 = c11 * inv_det; i12 = c12 * inv_det; i22 = c22 * inv_det;
 }
 
-// Step 5 for a tile: the weighted least squares of the samples Y (C, K, TILE) on [z_x, z_y, 1] with weights
-// W (K, TILE), ridge (ridge + eps) * trace on the slopes. Writes the six entries of M^-1 into MI (6, TILE) and
-// theta = M^-1 sum_k w_k [z_k, 1] y_k into TH (C, 3, TILE).
+// One 64-byte vector of T (GCC/Clang vector extensions: AVX-512 registers where there are any, split into halves or
+// quarters elsewhere), its lane mask type and lane count; loads and stores through memcpy (any alignment).
+template <typename T> struct Simd;
+template <> struct Simd<float> {
+  typedef float V __attribute__((vector_size(64)));
+  typedef int32_t M __attribute__((vector_size(64)));
+  static constexpr int L = 16;
+};
+template <> struct Simd<double> {
+  typedef double V __attribute__((vector_size(64)));
+  typedef int64_t M __attribute__((vector_size(64)));
+  static constexpr int L = 8;
+};
+template <typename V> static inline V load(const void* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V> static inline void store(void* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+
+// exp of a vector of floats (Cephes' expf: a degree-5 polynomial on x - n ln 2, then 2^n in the exponent bits;
+// about 1 ulp). Below -87 it returns 0: the weights it makes are relative to the largest (exp(0)), so a sample that
+// far down has no weight either way, and log(0) = -inf (a zero prior weight) gives exactly 0. NaN stays NaN.
+// Doubles: libm's exp per lane.
+static inline Simd<float>::V exp_(Simd<float>::V x) {
+  using V = Simd<float>::V;
+  using M = Simd<float>::M;
+  const M under = x < -87.0f, nan = x != x;
+  x = (under | nan) ? V{} - 87.0f : x;
+  x = x > 88.0f ? V{} + 88.0f : x;
+  const V fx = x * 1.44269504088896341f + 0.5f;
+  V n = __builtin_convertvector(__builtin_convertvector(fx, M), V);  // truncated, then floored
+  n = n > fx ? n - 1.0f : n;
+  const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const M bits = (__builtin_convertvector(n, M) + 127) << 23;
+  const V y = (p * r * r + r + 1.0f) * (V)bits;
+  return nan ? V{} + std::numeric_limits<float>::quiet_NaN() : (under ? V{} : y);
+}
+static inline Simd<double>::V exp_(Simd<double>::V x) {
+  for (int l = 0; l < Simd<double>::L; ++l) x[l] = std::exp(x[l]);
+  return x;
+}
+
+// Steps 4-5 for one vector of pixels (the pointers are offset to it; arrays have stride TILE): the first fit with
+// the prior's constant coefficients coef (3, K), then, with `reweight`, gamma and `iterations` rounds of
+// pi_k = w_k exp(-r_k / gamma) (up to a per-pixel factor) and the weighted least squares of the samples Y (C, K) on
+// [z_x, z_y, 1], ridge ridge_eps * trace on the slopes. Writes theta (C, 3) into TH and, with `reweight`, the final
+// weights into W and (M^-1)_{02, 12, 22} into MI rows 2, 4, 5. Every sum stays in registers.
 template <typename T>
-static inline void fit_tile(const T* W, const T* Y, const T* z, int64_t K, int64_t C, int nv, T ridge_eps, T* MI, T* TH) {
-  T *i00 = MI, *i01 = MI + TILE, *i02 = MI + 2 * TILE, *i11 = MI + 3 * TILE, *i12 = MI + 4 * TILE, *i22 = MI + 5 * TILE;
-  for (int t = 0; t < TILE; ++t) i00[t] = i01[t] = i02[t] = i11[t] = i12[t] = i22[t] = 0;
-  for (int64_t k = 0; k < K; ++k) {  // moments sum_k w (z_x^2, z_x z_y, z_y^2, z_x, z_y, 1), held in MI
-    const T zx = z[2 * k], zy = z[2 * k + 1];
-    const T* w = W + k * TILE;
-#pragma omp simd
-    for (int t = 0; t < nv; ++t) {
-      const T wx = w[t] * zx, wy = w[t] * zy;
-      i00[t] += wx * zx; i01[t] += wx * zy; i11[t] += wy * zy; i02[t] += wx; i12[t] += wy; i22[t] += w[t];
-    }
-  }
-#pragma omp simd
-  for (int t = 0; t < nv; ++t)  // in place
-    inverse_normal(i00[t], i01[t], i11[t], i02[t], i12[t], i22[t], ridge_eps, i00[t], i01[t], i02[t], i11[t], i12[t], i22[t]);
+static inline void fit_block(const T* Y, const T* z, const T* coef, const T* prior_n, const T* log_prior, int64_t K,
+                             int64_t C, bool reweight, T entropy, int64_t iterations, T ridge_eps, T* W, T* MI, T* TH) {
+  using V = typename Simd<T>::V;
+  const T eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min();
   for (int64_t c = 0; c < C; ++c) {
-    T *b0 = TH + 3 * c * TILE, *b1 = b0 + TILE, *b2 = b1 + TILE;
-    for (int t = 0; t < TILE; ++t) b0[t] = b1[t] = b2[t] = 0;
+    V t0{}, t1{}, t2{};
     for (int64_t k = 0; k < K; ++k) {
-      const T zx = z[2 * k], zy = z[2 * k + 1];
-      const T *w = W + k * TILE, *y = Y + (c * K + k) * TILE;
-#pragma omp simd
-      for (int t = 0; t < nv; ++t) {
-        const T wy = w[t] * y[t];
-        b0[t] += wy * zx; b1[t] += wy * zy; b2[t] += wy;
-      }
+      const V y = load<V>(Y + (c * K + k) * TILE);
+      t0 += coef[k] * y; t1 += coef[K + k] * y; t2 += coef[2 * K + k] * y;
     }
-#pragma omp simd
-    for (int t = 0; t < nv; ++t) {
-      const T r0 = b0[t], r1 = b1[t], r2 = b2[t];
-      b0[t] = i00[t] * r0 + i01[t] * r1 + i02[t] * r2;
-      b1[t] = i01[t] * r0 + i11[t] * r1 + i12[t] * r2;
-      b2[t] = i02[t] * r0 + i12[t] * r1 + i22[t] * r2;
+    store(TH + 3 * c * TILE, t0); store(TH + (3 * c + 1) * TILE, t1); store(TH + (3 * c + 2) * TILE, t2);
+  }
+  if (!reweight) return;
+  V gamma = V{} + tiny;
+  for (int64_t c = 0; c < C; ++c) {  // gamma: entropy x the prior-weighted variance, summed over channels
+    V mean{}, second{};
+    for (int64_t k = 0; k < K; ++k) {
+      const V y = load<V>(Y + (c * K + k) * TILE);
+      mean += prior_n[k] * y;
+      second += prior_n[k] * y * y;
+    }
+    const V variance = second - mean * mean;
+    gamma += entropy * (variance > T(0) ? variance : V{}) + eps * second;
+  }
+  const V neg_inv_gamma = (V{} - T(1)) / gamma;
+  V i00{}, i01{}, i02{}, i11{}, i12{}, i22{};  // set by the first round (reweight implies iterations > 0)
+  for (int64_t it = 0; it < iterations; ++it) {
+    V largest = V{} - std::numeric_limits<T>::infinity();
+    for (int64_t k = 0; k < K; ++k) {  // logits log w_k - r_k / gamma, r_k the squared residual summed over channels
+      const T zx = z[2 * k], zy = z[2 * k + 1];
+      V r{};
+      for (int64_t c = 0; c < C; ++c) {
+        const T* th = TH + 3 * c * TILE;
+        const V d = load<V>(Y + (c * K + k) * TILE) - (load<V>(th) * zx + load<V>(th + TILE) * zy + load<V>(th + 2 * TILE));
+        r += d * d;
+      }
+      const V logit = log_prior[k] + r * neg_inv_gamma;
+      store(W + k * TILE, logit);
+      largest = logit > largest ? logit : largest;
+    }
+    V m0{}, m1{}, m2{}, m3{}, m4{}, m5{};
+    for (int64_t k = 0; k < K; ++k) {  // the weights (the largest is w_k exp(0)) and their moments
+      const T zx = z[2 * k], zy = z[2 * k + 1];
+      const V w = exp_(load<V>(W + k * TILE) - largest), wx = w * zx, wy = w * zy;
+      store(W + k * TILE, w);
+      m0 += wx * zx; m1 += wx * zy; m2 += wy * zy; m3 += wx; m4 += wy; m5 += w;
+    }
+    inverse_normal<V, T>(m0, m1, m2, m3, m4, m5, ridge_eps, i00, i01, i02, i11, i12, i22);
+    for (int64_t c = 0; c < C; ++c) {
+      V b0{}, b1{}, b2{};
+      for (int64_t k = 0; k < K; ++k) {
+        const V wy = load<V>(W + k * TILE) * load<V>(Y + (c * K + k) * TILE);
+        b0 += wy * z[2 * k]; b1 += wy * z[2 * k + 1]; b2 += wy;
+      }
+      T* th = TH + 3 * c * TILE;
+      store(th, i00 * b0 + i01 * b1 + i02 * b2);
+      store(th + TILE, i01 * b0 + i11 * b1 + i12 * b2);
+      store(th + 2 * TILE, i02 * b0 + i12 * b1 + i22 * b2);
     }
   }
+  store(MI + 2 * TILE, i02); store(MI + 4 * TILE, i12); store(MI + 5 * TILE, i22);
 }
 
 // ESTN's forward for the shared spiral z (K, 2) with prior weights w (K,) and their logs: per output pixel steps
@@ -184,8 +237,9 @@ static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, 
     total += w;
   }
   inverse_normal(m[0], m[1], m[2], m[3], m[4], m[5], ridge_eps, inv[0], inv[1], inv[2], inv[3], inv[4], inv[5]);
-  std::vector<T> coef(3 * K);
+  std::vector<T> coef(3 * K), prior_n(K);
   for (int64_t k = 0; k < K; ++k) {
+    prior_n[k] = prior[k] / total;
     const T wx = prior[k] * z[2 * k], wy = prior[k] * z[2 * k + 1], w = prior[k];
     coef[k] = inv[0] * wx + inv[1] * wy + inv[2] * w;
     coef[K + k] = inv[1] * wx + inv[3] * wy + inv[4] * w;
@@ -195,9 +249,8 @@ static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, 
 #pragma omp parallel
   {
     TileFrame<T> f(K);
-    std::vector<T> buf((C * K + K + 6 + 3 * C + 2) * TILE);
-    T *Y = buf.data(), *Wt = Y + C * K * TILE, *MI = Wt + K * TILE, *TH = MI + 6 * TILE, *NG = TH + 3 * C * TILE;
-    T* R = NG + TILE;
+    std::vector<T> buf((C * K + K + 6 + 3 * C + 1) * TILE);
+    T *Y = buf.data(), *Wt = Y + C * K * TILE, *MI = Wt + K * TILE, *TH = MI + 6 * TILE, *R = TH + 3 * C * TILE;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t row = 0; row < B * Ho; ++row)
       for (int64_t tile = 0; tile < tiles; ++tile) {
@@ -214,70 +267,9 @@ static void estn_fit(const T* input, const T* grid, const T* z, const T* prior, 
             for (int t = 0; t < nv; ++t) y[t] = bilinear(img, (int)H, (int)W, px[t], py[t]);
           }
         }
-        for (int64_t c = 0; c < C; ++c) {  // the first fit
-          T* th = TH + 3 * c * TILE;
-          for (int t = 0; t < 3 * TILE; ++t) th[t] = 0;
-          for (int64_t k = 0; k < K; ++k) {
-            const T *y = Y + (c * K + k) * TILE, c0 = coef[k], c1 = coef[K + k], c2 = coef[2 * K + k];
-#pragma omp simd
-            for (int t = 0; t < nv; ++t) {
-              th[t] += c0 * y[t]; th[TILE + t] += c1 * y[t]; th[2 * TILE + t] += c2 * y[t];
-            }
-          }
-        }
-        if (reweight) {
-          const T ent = T(entropy);
-#pragma omp simd
-          for (int t = 0; t < nv; ++t) NG[t] = tiny;
-          T *mean = R, *second = MI;  // scratch: the fit's inverse is recomputed below
-          for (int64_t c = 0; c < C; ++c) {  // gamma: entropy x the prior-weighted variance, summed over channels
-            for (int t = 0; t < TILE; ++t) mean[t] = second[t] = 0;
-            for (int64_t k = 0; k < K; ++k) {
-              const T p = prior[k] / total, *y = Y + (c * K + k) * TILE;
-#pragma omp simd
-              for (int t = 0; t < nv; ++t) {
-                mean[t] += p * y[t];
-                second[t] += p * y[t] * y[t];
-              }
-            }
-#pragma omp simd
-            for (int t = 0; t < nv; ++t) {
-              const T variance = second[t] - mean[t] * mean[t];
-              NG[t] += ent * (variance > 0 ? variance : T(0)) + eps * second[t];
-            }
-          }
-#pragma omp simd
-          for (int t = 0; t < nv; ++t) NG[t] = T(-1) / NG[t];
-          for (int64_t it = 0; it < iterations; ++it) {  // step 4: pi_k = w_k exp(-r_k / gamma), up to a factor
-            for (int64_t k = 0; k < K; ++k) {
-              const T zx = z[2 * k], zy = z[2 * k + 1];
-              for (int t = 0; t < TILE; ++t) R[t] = 0;
-              for (int64_t c = 0; c < C; ++c) {
-                const T *y = Y + (c * K + k) * TILE, *th = TH + 3 * c * TILE;
-#pragma omp simd
-                for (int t = 0; t < nv; ++t) {
-                  const T d = y[t] - (th[t] * zx + th[TILE + t] * zy + th[2 * TILE + t]);
-                  R[t] += d * d;
-                }
-              }
-              T* logit = Wt + k * TILE;
-#pragma omp simd
-              for (int t = 0; t < nv; ++t) logit[t] = log_prior[k] + R[t] * NG[t];
-            }
-            std::memcpy(R, Wt, TILE * sizeof(T));  // the largest logit per pixel
-            for (int64_t k = 1; k < K; ++k) {
-              const T* logit = Wt + k * TILE;
-#pragma omp simd
-              for (int t = 0; t < nv; ++t) R[t] = logit[t] > R[t] ? logit[t] : R[t];
-            }
-            for (int64_t k = 0; k < K; ++k) {
-              T* w = Wt + k * TILE;
-#pragma omp simd
-              for (int t = 0; t < nv; ++t) w[t] = exp_(w[t] - R[t]);
-            }
-            fit_tile(Wt, Y, z, K, C, nv, ridge_eps, MI, TH);
-          }
-        }
+        for (int t0 = 0; t0 < nv; t0 += Simd<T>::L)  // steps 4-5
+          fit_block(Y + t0, z, coef.data(), prior_n.data(), log_prior, K, C, reweight, T(entropy), iterations, ridge_eps,
+                    Wt + t0, MI + t0, TH + t0);
         // 0 where the grid point and its frame are finite, else NaN: added to every output, it makes a non-finite
         // grid give NaN as the eager path does (the branch-free sampling would have read it as outside)
         const T *a00 = f.a, *a01 = f.a + TILE, *a10 = f.a + 2 * TILE, *a11 = f.a + 3 * TILE;
