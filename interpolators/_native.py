@@ -204,19 +204,20 @@ def estn_input_grad(
     grad_out: Tensor,
     input_shape: torch.Size,
     grid: Tensor,
-    spiral: Tensor,
+    z: Tensor,
     beta: Tensor,
     geometry: tuple[float, float, float, float],
     padding: int,
     align: bool,
 ) -> Tensor:
     """ESTN's input gradient ``(B, C, H, W)``: ``grad_out (B, C, Ho, Wo)`` times ``beta (B, K, Ho, Wo)`` scattered
-    at the bilinear footprints of the samples, whose points the kernel recomputes from ``grid`` (contiguous)."""
+    at the bilinear footprints of the samples, whose points the kernel recomputes from ``grid`` (contiguous) and
+    the spiral ``z (K, 2)``."""
     grad_out = grad_out.contiguous()
-    (b, c, h, w), (ho, wo), k = input_shape, grid.shape[1:3], spiral.shape[0]
+    (b, c, h, w), (ho, wo), k = input_shape, grid.shape[1:3], z.shape[0]
     grad_input = torch.zeros((b, c, h, w), dtype=grad_out.dtype, device="cpu")
     getattr(library(), f"estn_input_grad_{_SUFFIX[grad_out.dtype]}")(
-        grad_out.data_ptr(), grid.data_ptr(), spiral.data_ptr(), beta.data_ptr(), b, c, h, w, ho, wo, k, *geometry,
+        grad_out.data_ptr(), grid.data_ptr(), z.data_ptr(), beta.data_ptr(), b, c, h, w, ho, wo, k, *geometry,
         padding, int(align), grad_input.data_ptr(),
     )  # fmt: skip
     return grad_input

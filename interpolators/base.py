@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 PaddingMode = Literal["zeros", "border", "reflection"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
+#: ``padding_mode`` as ``grid_sampler_2d``'s integer enum (its backward op and the native kernels take it)
+PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -36,6 +36,7 @@ from interpolators._compile import run_compiled, tracing
 from interpolators._linalg import solve_sym3
 from interpolators._registry import register
 from interpolators.base import (
+    PADDING_CODES,
     PADDING_MODES,
     Interpolator,
     PaddingMode,
@@ -625,9 +626,6 @@ def _estn_compiled(
 # --- backend="native": steps 1-6 and the input gradient in C++ (interpolators/csrc/estn.cpp) ---------------
 
 
-_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # grid_sampler_2d's enum
-
-
 @functools.cache
 def _spiral_tensors(num_samples: int, tangent_scale: float, kernel_size: int, dtype: torch.dtype) -> tuple[Tensor, ...]:
     """The spiral ``z (K, 2)``, its prior weights ``(K,)`` and their logs, contiguous CPU tensors for the kernels."""
@@ -659,26 +657,24 @@ def _native_estn(
     )  # fmt: skip
     spiral = _spiral_tensors(num_samples, tangent_scale, kernel_size, input.dtype)
     fit = (entropy, iterations, ridge, value == "center")
-    if not (torch.is_grad_enabled() and (input.requires_grad or grid.requires_grad)):  # nothing to keep for backward
-        codes = (_PADDING_CODES[padding_mode], align_corners)
-        args = (input.contiguous(), grid.detach().contiguous(), spiral, geometry, *fit[:3], *codes, fit[3])
-        return _native.estn_fit(*args, need_beta=False)[0]
-    return _NativeOutput.apply(input, grid, spiral, geometry, fit, _PADDING_CODES[padding_mode], align_corners)
+    recording = torch.is_grad_enabled()  # forward runs with grad mode off: under no_grad, no beta is made
+    padding = PADDING_CODES[padding_mode]
+    return _NativeOutput.apply(input, grid, spiral, geometry, fit, padding, align_corners, recording)
 
 
 class _NativeOutput(torch.autograd.Function):
     """ESTN's output and both gradients from the native kernels.
 
     Saved for backward: the grid (the kernel recomputes the sample points from it), ``beta (B, K, Ho, Wo)``
-    and the slopes ``(2, B, C, Ho, Wo)``, each only if its gradient is needed; not the input (the
+    and the slopes ``(2, B, C, Ho, Wo)``, each only if its gradient is needed and autograd is recording; not the input (the
     scatter needs its shape only), nothing ``K x 2`` per pixel. With ``value="center"`` the input
     gradient is bilinear's at the grid, and ``beta`` is not kept.
     """
 
     @staticmethod
-    def forward(ctx, input, grid, spiral, geometry, fit, padding, align_corners):
+    def forward(ctx, input, grid, spiral, geometry, fit, padding, align_corners, recording):
         entropy, iterations, ridge, center = fit
-        need_input, need_grid = ctx.needs_input_grad[:2]
+        need_input, need_grid = (need and recording for need in ctx.needs_input_grad[:2])
         input, grid = input.contiguous(), grid.detach().contiguous()
         value, slopes, beta = _native.estn_fit(
             input, grid, spiral, geometry, entropy, iterations, ridge, padding, align_corners, center,
@@ -701,7 +697,7 @@ class _NativeOutput(torch.autograd.Function):
             )
         if ctx.needs_input_grad[1]:
             grad_grid = _native.slope_grid_grad(grad, slopes[0], slopes[1])
-        return grad_input, grad_grid, None, None, None, None, None
+        return grad_input, grad_grid, None, None, None, None, None, None
 
 
 @dataclasses.dataclass(frozen=True)

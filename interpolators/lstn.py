@@ -22,6 +22,7 @@ from interpolators._compile import run_compiled, tracing
 from interpolators._linalg import solve_sym3, solve_sym3_parts
 from interpolators._registry import register
 from interpolators.base import (
+    PADDING_CODES,
     PADDING_MODES,
     Interpolator,
     PaddingMode,
@@ -211,9 +212,6 @@ def lstn_sample(
     )
 
 
-_PADDING_CODES = {"zeros": 0, "border": 1, "reflection": 2}  # grid_sampler_2d's enum; bilinear is mode 0
-
-
 class _LinearizedSample(torch.autograd.Function):
     """Forward: sample the auxiliary points in one pass and fit the planes. Backward: the spec's gradients.
 
@@ -228,7 +226,7 @@ class _LinearizedSample(torch.autograd.Function):
         ctx.compiled = backend != "eager" and not ctx.native
         if ctx.native:
             input, grid = input.contiguous(), grid.contiguous()
-            padding = _PADDING_CODES[padding_mode]
+            padding = PADDING_CODES[padding_mode]
             value, slopes = _native.lstn_fit(input, grid, offset, m, scale_x, scale_y, padding, align_corners)
             return _LinearizedSample._finish(ctx, input, grid, value, slopes[0], slopes[1], fixed_bias, sample)
         if ctx.compiled:
@@ -264,7 +262,7 @@ class _LinearizedSample(torch.autograd.Function):
         """Save what backward needs (slopes per normalized unit) and return the output."""
         slopes = (slope_x, slope_y) if ctx.needs_input_grad[1] else (None, None)
         ctx.save_for_backward(input, grid, *slopes)
-        ctx.codes = (_PADDING_CODES[sample["padding_mode"]], sample["align_corners"])
+        ctx.codes = (PADDING_CODES[sample["padding_mode"]], sample["align_corners"])
         if fixed_bias:
             return F.grid_sample(input, grid, **sample)
         return value

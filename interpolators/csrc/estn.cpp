@@ -351,8 +351,6 @@ static void estn_input_grad(const T* grad, const T* grid, const T* z, const T* b
   }
 }
 
-#define ESTN_PAD(fn, ...) (padding == 0 ? fn<0, T>(__VA_ARGS__) : padding == 1 ? fn<1, T>(__VA_ARGS__) : fn<2, T>(__VA_ARGS__))
-
 template <typename T>
 static void estn_fit_dispatch(const T* input, const T* grid, const T* z, const T* prior, const T* log_prior,
                               int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t K,
@@ -360,7 +358,7 @@ static void estn_fit_dispatch(const T* input, const T* grid, const T* z, const T
                               int64_t iterations, double ridge, int padding, int align, int center,
                               T* value, T* slope_x, T* slope_y, T* beta) {
   const Geometry<T> g(H, W, align != 0, scale_x, scale_y, min_radius, tangent_scale);
-  ESTN_PAD(estn_fit, input, grid, z, prior, log_prior, B, C, H, W, Ho, Wo, K, g, entropy, iterations, ridge,
+  BY_PADDING(padding, estn_fit, input, grid, z, prior, log_prior, B, C, H, W, Ho, Wo, K, g, entropy, iterations, ridge,
            center != 0, value, slope_x, slope_y, beta);
 }
 template <typename T>
@@ -369,7 +367,7 @@ static void estn_input_grad_dispatch(const T* grad, const T* grid, const T* z, c
                                      double scale_y, double min_radius, double tangent_scale, int padding, int align,
                                      T* grad_input) {
   const Geometry<T> g(H, W, align != 0, scale_x, scale_y, min_radius, tangent_scale);
-  ESTN_PAD(estn_input_grad, grad, grid, z, beta, B, C, H, W, Ho, Wo, K, g, grad_input);
+  BY_PADDING(padding, estn_input_grad, grad, grid, z, beta, B, C, H, W, Ho, Wo, K, g, grad_input);
 }
 #define ESTN_EXPORTS(T, SUFFIX)                                                                                        \
   extern "C" void estn_fit_##SUFFIX(const T* input, const T* grid, const T* z, const T* prior, const T* log_prior,     \

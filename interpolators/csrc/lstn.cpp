@@ -155,8 +155,8 @@ template <typename T>
 static void lstn_fit_dispatch(const T* input, const T* grid, const T* offsets, uint32_t key,
                      int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
                      double scale_x, double scale_y, int padding, int align, T* value, T* slope_x, T* slope_y) {
-  auto f = padding == 0 ? lstn_fit<0, T> : padding == 1 ? lstn_fit<1, T> : lstn_fit<2, T>;
-  f(input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, align != 0, value, slope_x, slope_y);
+  BY_PADDING(padding, lstn_fit, input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, align != 0, value,
+             slope_x, slope_y);
 }
 
 extern "C" void lstn_fit_f32(const float* input, const float* grid, const float* offsets, uint32_t key,

@@ -58,8 +58,7 @@ static void bilinear_input_grad(const T* grad, const T* grid, int64_t B, int64_t
 template <typename T>
 static void bilinear_input_grad_dispatch(const T* grad, const T* grid, int64_t B, int64_t C, int64_t H, int64_t W,
                                          int64_t P, int padding, int align, T* grad_input) {
-  auto f = padding == 0 ? bilinear_input_grad<0, T> : padding == 1 ? bilinear_input_grad<1, T> : bilinear_input_grad<2, T>;
-  f(grad, grid, B, C, H, W, P, align != 0, grad_input);
+  BY_PADDING(padding, bilinear_input_grad, grad, grid, B, C, H, W, P, align != 0, grad_input);
 }
 extern "C" void bilinear_input_grad_f32(const float* grad, const float* grid, int64_t B, int64_t C, int64_t H, int64_t W,
                                         int64_t P, int padding, int align, float* grad_input) {

@@ -78,6 +78,10 @@ template <typename T> static inline T bilinear(const T* img, int H, int W, T x, 
   d = (vx1 & vy1) ? d : T(0);
   return (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
 }
+// Call the kernel template fn<PAD, T> for grid_sample's padding code (0 zeros, 1 border, 2 reflection).
+#define BY_PADDING(padding, fn, ...) \
+  ((padding) == 0 ? fn<0, T>(__VA_ARGS__) : (padding) == 1 ? fn<1, T>(__VA_ARGS__) : fn<2, T>(__VA_ARGS__))
+
 constexpr int TILE = 64;  // output pixels per tile: the unit of work whose per-point buffers stay in L1
 
 // The bilinear corners of n points at source pixels (px, py) in an (H, W) plane, corner by corner: flat indices
