@@ -127,15 +127,19 @@ class TestRunCell:
         assert [r["epoch"] for r in rows if r["metric"] == "val_error_curve"] == [1, 2, 3, 4]
 
     def test_learns(self, tmp_path):
-        """Training works: 60 steps on 100 unperturbed digits beat chance (90 %) by a wide margin."""
+        """Training works: 150 steps on 100 unperturbed digits beat chance (90 %) by a wide margin.
+
+        Measured: 23 % at 1 thread and 28 % at 2 (AVX2); 60 steps stayed near chance (78-82 %), too close
+        to any threshold for the numerics of another CPU or thread count.
+        """
         torch.manual_seed(0)
         suite = ClassifySuite()
-        cfg = config(interpolators={"bilinear": {}}, labels=[100], steps=60, seeds=1, perturbation=0)
+        cfg = config(interpolators={"bilinear": {}}, labels=[100], steps=150, seeds=1, perturbation=0)
         (cell,) = suite.cells(cfg)
         rows = suite.run_cell(cell, cfg, tmp_path)
         losses = [r["value"] for r in rows if r["metric"] == "train_loss_curve"]
         test_error = next(r["value"] for r in rows if r["metric"] == "test_error")
-        assert losses[-1] < losses[0] and test_error < 80
+        assert losses[-1] < 0.75 * losses[0] and test_error < 60
 
     def test_bad_cells(self, tmp_path):
         suite, cfg = ClassifySuite(), tiny_config()
