@@ -22,28 +22,6 @@ THREADS = 2
 METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn"]
 
 
-def compiler_available() -> bool:
-    """Whether ``backend="compiled"`` can build here (``False`` at a commit without it)."""
-    try:
-        from interpolators._compile import compiler_available as available
-    except ImportError:
-        return False
-    return available()
-
-
-def native_available(name: str) -> bool:
-    """Whether ``name`` has ``backend="native"`` and it builds here (``False`` at a commit without it)."""
-    try:
-        from interpolators._native import available
-    except ImportError:
-        return False
-    try:
-        create(name, backend="native")
-    except ValueError:  # an older commit whose method has no native backend
-        return False
-    return available()
-
-
 def pin_threads() -> None:
     torch.set_num_threads(THREADS)
 

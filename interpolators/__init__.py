@@ -22,7 +22,7 @@ from interpolators._registry import (
     register,
     unregister,
 )
-from interpolators.base import PADDING_MODES, Interpolator, check_sampling_inputs
+from interpolators.base import PADDING_MODES, ConfiguredInterpolator, Interpolator, check_sampling_inputs
 
 # Importing the built-in methods registers them.
 from interpolators import baselines  # noqa: E402,F401  isort: skip
@@ -32,6 +32,7 @@ from interpolators import estn  # noqa: E402,F401  isort: skip
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HParam",
+    "ConfiguredInterpolator",
     "Interpolator",
     "PADDING_MODES",
     "available",

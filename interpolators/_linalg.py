@@ -1,30 +1,22 @@
-"""Batched closed-form solves of small symmetric systems (the 3x3 normal equations of local plane fits)."""
+"""Closed-form inverses of many small symmetric 3x3 systems (the normal equations of local plane fits), elementwise."""
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TypeVar
+
+T = TypeVar("T")  # a tensor or a float
 
 
-def solve_sym3(a: tuple[Tensor, ...], b: Tensor) -> Tensor:
-    """Solve ``A x = b`` for many symmetric 3x3 ``A`` by the adjugate (Cramer's rule), elementwise.
+def inverse_sym3(a00: T, a01: T, a02: T, a11: T, a12: T, a22: T) -> tuple[T, T, T, T, T, T]:
+    """The inverse of ``[[a00, a01, a02], [a01, a11, a12], [a02, a12, a22]]`` by the adjugate, as its six unique entries.
 
-    Args:
-        a: the six unique entries ``(a00, a01, a02, a11, a12, a22)``, each of shape ``S``.
-        b: right-hand sides of shape ``(3, *R)`` where ``R`` broadcasts against ``S``
-            (e.g. ``S = (B, 1, Ho, Wo)`` and ``R = (B, C, Ho, Wo)`` for channel-shared systems).
+    Works elementwise on tensors of any broadcastable shapes (or on floats). Singular systems give ``inf``/``nan``:
+    callers keep them well posed (enough points, a ridge).
 
-    Returns:
-        ``x`` of shape ``(3, *broadcast(S, R))``. Singular systems give ``inf``/``nan``: callers
-        keep ``A`` well-posed (enough points, a ridge).
+    Examples:
+        >>> inverse_sym3(2.0, 0.0, 0.0, 4.0, 0.0, 1.0)  # diag(2, 4, 1)
+        (0.5, 0.0, 0.0, 0.25, 0.0, 1.0)
     """
-    return torch.stack(torch.broadcast_tensors(*solve_sym3_parts(a, (b[0], b[1], b[2]))))
-
-
-def solve_sym3_parts(a: tuple[Tensor, ...], b: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`solve_sym3` with the right-hand side and the solution as three separate components (no stacking,
-    which lets ``torch.compile`` fuse the solve into its consumers)."""
-    a00, a01, a02, a11, a12, a22 = a
     c00 = a11 * a22 - a12 * a12
     c01 = a02 * a12 - a01 * a22
     c02 = a01 * a12 - a02 * a11
@@ -32,8 +24,10 @@ def solve_sym3_parts(a: tuple[Tensor, ...], b: tuple[Tensor, Tensor, Tensor]) ->
     c12 = a01 * a02 - a00 * a12
     c22 = a00 * a11 - a01 * a01
     inv_det = 1.0 / (a00 * c00 + a01 * c01 + a02 * c02)
-    b0, b1, b2 = b
-    x0 = (c00 * b0 + c01 * b1 + c02 * b2) * inv_det
-    x1 = (c01 * b0 + c11 * b1 + c12 * b2) * inv_det
-    x2 = (c02 * b0 + c12 * b1 + c22 * b2) * inv_det
-    return x0, x1, x2
+    return c00 * inv_det, c01 * inv_det, c02 * inv_det, c11 * inv_det, c12 * inv_det, c22 * inv_det
+
+
+def apply_sym3(inverse: tuple[T, T, T, T, T, T], b0: T, b1: T, b2: T) -> tuple[T, T, T]:
+    """``inverse @ (b0, b1, b2)`` for the six entries of a symmetric 3x3 ``inverse`` (:func:`inverse_sym3`)."""
+    i00, i01, i02, i11, i12, i22 = inverse
+    return (i00 * b0 + i01 * b1 + i02 * b2, i01 * b0 + i11 * b1 + i12 * b2, i02 * b0 + i12 * b1 + i22 * b2)

@@ -169,7 +169,10 @@ def hyperparameters(cls: type[Interpolator]) -> dict[str, HParam]:
 
 @functools.cache
 def _hyperparameters(cls: type[Interpolator]) -> dict[str, HParam]:
-    # cached per class: Interpolator.hparams() reads this on every forward of some methods
+    config = getattr(cls, "Config", None)
+    if dataclasses.is_dataclass(config):  # the method's validated config: its fields, defaults and annotations
+        hints = typing.get_type_hints(config)
+        return {f.name: HParam(f.name, f.default, hints[f.name]) for f in dataclasses.fields(config)}
     sig = inspect.signature(cls.__init__)
     hints = typing.get_type_hints(cls.__init__)
     out: dict[str, HParam] = {}

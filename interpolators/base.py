@@ -10,12 +10,16 @@ value they return and in the gradients they send to ``input`` and ``grid``.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from interpolators._extension import ensure_loaded
 
 PaddingMode = Literal["zeros", "border", "reflection"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
@@ -173,3 +177,31 @@ class Interpolator(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+
+
+
+class ConfiguredInterpolator(Interpolator):
+    """An interpolator whose hyperparameters are one frozen dataclass, ``Config``, validated when it is built.
+
+    The keyword arguments of ``__init__`` are ``Config``'s fields (``inspect.signature`` shows them); the
+    validated instance is ``self.config``, which the functional and every backend take. A config that may run
+    the C++ operators (``backend`` other than ``"eager"``) builds them here, on first use on a machine, rather
+    than inside a caller's ``torch.compile``.
+    """
+
+    Config: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" in cls.__dict__:
+            cls.__signature__ = inspect.signature(cls.Config)
+
+    def __init__(self, **hparams: Any) -> None:
+        config = self.Config(**hparams)
+        super().__init__(padding_mode=config.padding_mode, align_corners=config.align_corners)
+        self.config = config
+        if getattr(config, "backend", "eager") != "eager":
+            ensure_loaded()
+
+    def hparams(self) -> dict[str, Any]:
+        return {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)}

@@ -9,8 +9,9 @@ backward pass is ``output.backward(grad_output)`` with the leaves' gradients res
 Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads``):
 
 - ``flops_forward`` / ``flops_forward_backward``: ``torch.utils.flop_counter.FlopCounterMode``
-  with :data:`GRID_SAMPLER_FLOPS` passed as its ``custom_mapping`` (torch's own registry counts
-  the grid sampler ops as zero; the global registry is left alone).
+  with :func:`flop_formulas` passed as its ``custom_mapping``: :data:`GRID_SAMPLER_FLOPS` (torch's own
+  registry counts the grid sampler ops as zero) and :data:`OPERATOR_FLOPS` for the project's operators
+  (``torch.ops.interpolators``, which L-STN and ESTN run by default); the global registry is left alone.
 - ``analytic_flops_forward``: the method's own count from :data:`ANALYTIC_FLOPS`; no row for a
   method without a formula (e.g. a plugin).
 - ``uncounted_ops``: how many distinct ops with arithmetic ran without a FLOP formula (they count
@@ -241,7 +242,7 @@ def _baseline_flops(mode: str) -> Callable[..., int]:
 
 
 def lstn_forward_flops(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams: dict[str, Any]) -> int:
-    """L-STN forward as ``interpolators/lstn.py`` computes it, per output pixel, ``M = K - 1`` auxiliary points.
+    """L-STN forward as ``interpolators/lstn`` computes it, per output pixel, ``M = K - 1`` auxiliary points.
 
     - offsets: one standard-normal draw per axis (the two offset terms' variances summed, so
       ``push_away`` changes no count), scaled and added to the sampling point: ``2 * 2 M``;
@@ -250,7 +251,7 @@ def lstn_forward_flops(b: int, c: int, h: int, w: int, ho: int, wo: int, hparams
       (see :func:`grid_sampler_2d_forward_flops`);
     - channel-shared normal matrix of the rows ``[du, dv, 1]`` (fit units): products ``du^2, du dv, dv^2``
       (``3 M``) and five sums (``5 M``), then the cofactors and determinant of
-      :func:`interpolators._linalg.solve_sym3` (``6 * 3 + 5 + 1``): ``8 M + 24``;
+      :func:`interpolators._linalg.inverse_sym3` (``6 * 3 + 5 + 1``): ``8 M + 24``;
     - per channel: right-hand sides ``sum I du, sum I dv, sum I`` (``5 M``), the adjugate solve (``3 * 6``)
       and the slopes back to normalized units (2): ``5 M + 20``; the value is the intercept (no further FLOP).
     """
@@ -305,9 +306,68 @@ ANALYTIC_FLOPS: dict[str, Callable[..., int]] = {
 
 
 # ------------------------------------------------------------------------------------------------------------
+# FLOP formulas of the project's operators (torch.ops.interpolators; interpolators/csrc/ops.cpp): the forward
+# operators count as their method's analytic forward, the backward operators by the same convention
+
+
+def _lstn_forward_op_flops(input_shape, grid_shape, offsets_shape, key_shape, num_auxiliary, scale_x, scale_y,
+                           padding_mode, align_corners, fixed_bias, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+    hparams = {"num_samples": num_auxiliary + 1, "fixed_bias": fixed_bias, "padding_mode": padding_mode,
+               "align_corners": align_corners}  # fmt: skip
+    return lstn_forward_flops(*input_shape, grid_shape[1], grid_shape[2], hparams)
+
+
+def _estn_forward_op_flops(input_shape, grid_shape, spiral_x, spiral_y, prior, tangent_scale, min_radius, entropy,
+                           iterations, ridge, padding_mode, align_corners, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+    hparams = {"num_samples": len(spiral_x), "padding_mode": padding_mode, "align_corners": align_corners,
+               "sampling": "spiral", "entropy": entropy, "iterations": iterations}  # fmt: skip
+    return estn_forward_flops(*input_shape, grid_shape[1], grid_shape[2], hparams)
+
+
+def _bilinear_input_grad_op_flops(grad_shape, grid_shape, height, width, padding_mode, align_corners, *args,
+                                  out_shape=None, **kwargs) -> int:  # fmt: skip
+    return grid_sampler_2d_backward_flops(*grad_shape, "bilinear", padding_mode, align_corners, grid_grad=False)
+
+
+def _slope_grid_grad_op_flops(grad_shape, slopes_shape, *args, out_shape=None, **kwargs) -> int:
+    b, c, ho, wo = grad_shape
+    return b * ho * wo * 4 * c  # per channel and axis a multiply-add
+
+
+def _estn_input_grad_op_flops(grad_shape, grid_shape, spiral_x, spiral_y, beta_shape, height, width, tangent_scale,
+                              min_radius, padding_mode, align_corners, *args, out_shape=None, **kwargs) -> int:  # fmt: skip
+    """The frame and points again (``44 + 10 M``), the centre's weight ``1 - sum`` (``M``), per sample its bilinear
+    point FLOPs, and per sample and channel ``grad * beta`` (1) scattered to 4 corners (8)."""
+    b, c, ho, wo = grad_shape
+    k = len(spiral_x)
+    point = _point_flops("bilinear", padding_mode, align_corners)
+    return b * ho * wo * (44 + 11 * (k - 1) + k * point + 9 * k * c)
+
+
+#: operator name (in torch.ops.interpolators) -> its FLOP formula, for ``FlopCounterMode``'s ``custom_mapping``
+OPERATOR_FLOPS: dict[str, Callable[..., int]] = {
+    "lstn_forward": _lstn_forward_op_flops,
+    "estn_forward": _estn_forward_op_flops,
+    "bilinear_input_grad": _bilinear_input_grad_op_flops,
+    "slope_grid_grad": _slope_grid_grad_op_flops,
+    "estn_input_grad": _estn_input_grad_op_flops,
+}
+
+
+def flop_formulas() -> dict[Any, Callable[..., int]]:
+    """``custom_mapping`` for ``FlopCounterMode``: :data:`GRID_SAMPLER_FLOPS` and, where they are loaded, the
+    project's operators (:data:`OPERATOR_FLOPS`)."""
+    formulas = dict(GRID_SAMPLER_FLOPS)
+    for name, formula in OPERATOR_FLOPS.items():
+        if hasattr(torch.ops.interpolators, name):
+            formulas[getattr(torch.ops.interpolators, name)] = formula
+    return formulas
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Measurements
 
-#: ops that move, allocate, view, index or compare but do no arithmetic: not listed as uncounted
+#: ops that move, allocate, view, index, compare or draw random numbers but do no arithmetic: not listed as uncounted
 NO_ARITHMETIC_OPS = frozenset(
     """
     alias as_strided cat clone contiguous copy detach diagonal empty empty_like empty_strided expand
@@ -317,7 +377,7 @@ NO_ARITHMETIC_OPS = frozenset(
     split split_with_sizes squeeze stack t transpose unbind unfold unsqueeze view _unsafe_view _to_copy
     _local_scalar_dense zero zeros zeros_like scalar_tensor arange linspace where eq ne lt le gt ge
     logical_and logical_or logical_not floor ceil round trunc clamp clamp_min clamp_max sign
-    constant_pad_nd pad _reshape_alias set_ resize_
+    constant_pad_nd pad _reshape_alias set_ resize_ rand randn randint random normal uniform bernoulli
     """.split()
 )
 
@@ -344,8 +404,8 @@ class FlopCount:
 
 
 def count_flops(fn: Callable[[], Any]) -> FlopCount:
-    """FLOPs of ``fn()`` by ``FlopCounterMode`` with :data:`GRID_SAMPLER_FLOPS` as its ``custom_mapping``."""
-    counter = FlopCounterMode(display=False, custom_mapping=GRID_SAMPLER_FLOPS)
+    """FLOPs of ``fn()`` by ``FlopCounterMode`` with :func:`flop_formulas` as its ``custom_mapping``."""
+    counter = FlopCounterMode(display=False, custom_mapping=flop_formulas())
     with _OpLog() as log, counter:  # the log sits below the counter: it sees what the counter lets through
         fn()
     counted = counter.flop_registry
@@ -379,6 +439,20 @@ def cpu_latency(fn: Callable[[], Any], min_run_time: float, threads: int) -> tup
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return measurement.median, measurement.iqr
+
+
+def latency_ratio(
+    fn: Callable[[], Any], baseline: Callable[[], Any], min_run_time: float, threads: int, rounds: int = 5
+) -> tuple[float, float, float]:
+    """``(median, low, high)`` of ``fn``'s time over ``baseline``'s, timed in alternating blocks in this process.
+
+    Each of ``rounds`` rounds times ``baseline`` then ``fn`` (:func:`cpu_latency`, ``min_run_time`` seconds each)
+    and takes the ratio of their medians; the result is the median ratio and the range over rounds. Alternating
+    keeps a slow drift of the machine (frequency, other load) out of the ratio.
+    """
+    ratios = sorted(cpu_latency(fn, min_run_time, threads)[0] / cpu_latency(baseline, min_run_time, threads)[0]
+                    for _ in range(rounds))  # fmt: skip
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""Helpers for the tests that compare a fused backend with the eager path (tests/test_compiled.py, tests/test_native.py)."""
+"""Helpers for the tests that compare the operators with the eager path (tests/test_operators.py and the AVX2 build probe)."""
 
 from __future__ import annotations
 

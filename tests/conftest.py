@@ -20,3 +20,13 @@ def dtype(request) -> torch.dtype:
 
 # the harness tests' fixture (a fake suite map and a clean working directory)
 from harness_fixtures import fake_suites  # noqa: E402,F401
+
+
+@pytest.fixture(params=["eager", "operator"])
+def backend(request) -> str:
+    """The fused methods' two implementations: plain torch code and the C++ operator (skipped where it cannot build)."""
+    from interpolators import _extension
+
+    if request.param == "operator" and not _extension.ensure_loaded():
+        pytest.skip(f"backend='operator': {_extension.unsupported(torch.zeros(1))}")
+    return request.param

@@ -1,8 +1,16 @@
-// L-STN's fused CPU kernels for backend="native"; the shared sampling code and conventions are in sampling.h.
+// L-STN's forward operator, interpolators::lstn_forward (schema in ops.cpp; the math is interpolators/lstn/eager.py's).
+// Per vector of output pixels: the M auxiliary offsets (given, or hashed from a key), their points and bilinear
+// footprints, the channel-shared normal matrix of the plane fit; then per channel the samples, the right-hand side and
+// the solve. Nothing of size M x anything leaves the registers and a few KB of per-thread scratch.
 #include "sampling.h"
 
-// lowbias32 (C. Wellons' hash-prospector), the same bijective hash as interpolators.lstn._mix32.
-static inline uint32_t mix32(uint32_t x) {
+namespace interp {
+namespace {
+
+// ---- the counter-based normals (interpolators.lstn.eager.hash_normals) ----------------------------------------
+
+// lowbias32 (C. Wellons' hash-prospector): a bijective 32-bit hash
+inline uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7FEB352Du;
   x ^= x >> 15;
@@ -10,170 +18,225 @@ static inline uint32_t mix32(uint32_t x) {
   return x ^ (x >> 16);
 }
 
-// Natural log of a float in (0, inf) (Cephes' logf: frexp, then a degree-9 polynomial; about 1 ulp), written
-// with bit operations so that loops calling it vectorize (libm's logf is a call).
-static inline float log_float(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  float e = float(int((bits >> 23) & 0xFFu) - 126);
-  bits = (bits & 0x807FFFFFu) | 0x3F000000u;  // mantissa in [0.5, 1)
-  float m;
-  std::memcpy(&m, &bits, 4);
-  const bool small = m < 0.70710678118654752f;
-  e = small ? e - 1 : e;
-  const float f = (small ? m + m : m) - 1;
-  const float z = f * f;
-  float p = 7.0376836292e-2f;
-  p = p * f - 1.1514610310e-1f;
-  p = p * f + 1.1676998740e-1f;
-  p = p * f - 1.2420140846e-1f;
-  p = p * f + 1.4249322787e-1f;
-  p = p * f - 1.6668057665e-1f;
-  p = p * f + 2.0000714765e-1f;
-  p = p * f - 2.4999993993e-1f;
-  p = p * f + 3.3333331174e-1f;
-  float y = f * z * p - 2.12194440e-4f * e - 0.5f * z;
-  return f + y + 0.693359375f * e;
+using FVec = Vec<float>;
+using UVec = IVec<float>;  // 32-bit lanes, used as unsigned
+
+inline UVec srl(const UVec& x, int s) { return (x >> UVec(s)) & UVec(int32_t((1u << (32 - s)) - 1u)); }
+inline UVec mix32(UVec x) {
+  x = x ^ srl(x, 16);
+  x = x * UVec(int32_t(0x7FEB352Du));
+  x = x ^ srl(x, 15);
+  x = x * UVec(int32_t(0x846CA68Bu));
+  return x ^ srl(x, 16);
+}
+inline UVec bits_of(const FVec& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_castps_si512(v);
+#elif defined(CPU_CAPABILITY_AVX2)
+  return _mm256_castps_si256(v);
+#else
+  return at::vec::cast<int32_t>(v);
+#endif
+}
+inline FVec from_bits(const UVec& v) { return at::vec::cast<float>(v); }
+inline FVec to_float(const UVec& v) { return at::vec::convert_to_fp_of_same_size<float>(v); }
+
+// ln x for x in (0, 1]: Cephes' logf (exponent by bits, a degree-9 polynomial; about 1 ulp), branch-free
+inline FVec log_unit(const FVec& x) {
+  const UVec bits = bits_of(x);
+  FVec e = to_float(srl(bits, 23) & UVec(0xFF)) - FVec(126.f);
+  const FVec m = from_bits((bits & UVec(int32_t(0x807FFFFFu))) | UVec(0x3F000000));  // mantissa in [0.5, 1)
+  const FVec small = m < FVec(0.70710678118654752f);
+  e = select<float>(small, e - FVec(1.f), e);
+  const FVec f = select<float>(small, m + m, m) - FVec(1.f), z = f * f;
+  FVec p(7.0376836292e-2f);
+  for (const float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
+                        2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
+    p = at::vec::fmadd(p, f, FVec(c));
+  const FVec y = f * z * p - FVec(2.12194440e-4f) * e - FVec(0.5f) * z;
+  return f + y + FVec(0.693359375f) * e;
+}
+// sin and cos of the angle 2 pi (j + 1/2) / 2^16 for 16-bit j: the octant exactly in integers, then Cephes'
+// sinf/cosf polynomials on [0, pi/4] (about 1 ulp) and the octant's swap and signs
+inline void sincos_turn(const UVec& j, FVec& s, FVec& c) {
+  const UVec octant = srl(j, 13), one(1), two(2), four(4);
+  const UVec odd = (octant & one) == one;
+  const FVec y = (to_float((j & UVec(0x1FFF)) ^ (odd & UVec(0x1FFF))) + FVec(0.5f)) * FVec(9.587379924285257e-05f);
+  const FVec z = y * y;
+  const FVec sy = at::vec::fmadd(
+      at::vec::fmadd(at::vec::fmadd(FVec(-1.9515295891e-4f), z, FVec(8.3321608736e-3f)), z, FVec(-1.6666654611e-1f)) * z,
+      y, y);
+  const FVec cy = at::vec::fmadd(
+      at::vec::fmadd(at::vec::fmadd(FVec(2.443315711809948e-5f), z, FVec(-1.388731625493765e-3f)), z,
+                     FVec(4.166664568298827e-2f)) * z, z, FVec(1.f) - FVec(0.5f) * z);
+  const FVec swap = from_bits(((octant + one) & two) == two);
+  const FVec sa = select<float>(swap, cy, sy), ca = select<float>(swap, sy, cy);
+  const FVec sign = FVec(-0.f);
+  s = sa ^ (from_bits((octant & four) == four) & sign);
+  c = ca ^ (from_bits(((octant + two) & four) == four) & sign);
 }
 
-// sin and cos of the angle 2 pi (j + 1/2) / 2^16 for a 16-bit j: reduced to [0, pi/4] by octant (exactly, in
-// integers), then Cephes' sinf/cosf polynomials (about 1 ulp) and the octant's swap and signs.
-static inline void sincos_turn(uint32_t j, float& s, float& c) {
-  const uint32_t octant = j >> 13, r = j & 0x1FFFu;
-  const bool odd = (octant & 1u) != 0;
-  const float y = (float(odd ? 8191u - r : r) + 0.5f) * 9.587379924285257e-05f;  // pi / 4 / 8192
-  const float z = y * y;
-  const float sy = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * y + y;
-  const float cy = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
-  const bool swap = ((octant + 1u) & 2u) != 0;
-  const float sa = swap ? cy : sy, ca = swap ? sy : cy;
-  s = octant >= 4u ? -sa : sa;
-  c = ((octant + 2u) & 4u) != 0 ? -ca : ca;
-}
-
-// The standard normal pair of a 32-bit hash: Box-Muller on its two 16-bit halves as uniforms (j + 1/2) / 2^16.
-static inline void hash_normals(uint32_t h, float& du, float& dv) {
-  const float u1 = (float(h & 0xFFFFu) + 0.5f) * (1.0f / 65536.0f);
-  const float radius = std::sqrt(-2.0f * log_float(u1));
-  float s, c;
-  sincos_turn(h >> 16, s, c);
+// The standard normal pairs (du, dv) of the points with flat indices first .. first + L - 1: Box-Muller on the two
+// 16-bit halves of h = mix32(mix32(i) ^ key) as uniforms (j + 1/2) / 2^16.
+inline void hash_normals(uint32_t first, uint32_t key, FVec& du, FVec& dv) {
+  const UVec h = mix32(mix32(UVec(int32_t(first)) + UVec::arange(0, 1)) ^ UVec(int32_t(key)));
+  const FVec u1 = (to_float(h & UVec(0xFFFF)) + FVec(0.5f)) * FVec(1.f / 65536.f);
+  const FVec radius = (FVec(-2.f) * log_unit(u1)).sqrt();
+  FVec s, c;
+  sincos_turn(srl(h, 16), s, c);
   du = radius * c;
   dv = radius * s;
 }
-static inline void hash_normals(uint32_t h, double& du, double& dv) {  // float64: libm, to match torch's float64 draws
-  const double u1 = (double(h & 0xFFFFu) + 0.5) / 65536.0, u2 = (double(h >> 16) + 0.5) / 65536.0;
-  const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 6.283185307179586 * u2;
-  du = radius * std::cos(angle);
-  dv = radius * std::sin(angle);
+// float64: libm, to match torch's float64 draws of the eager path
+inline void hash_normals(uint32_t first, uint32_t key, Vec<double>& du, Vec<double>& dv) {
+  constexpr int64_t L = Vec<double>::size();
+  double u[L], v[L];
+  for (int64_t l = 0; l < L; ++l) {
+    const uint32_t h = mix32(mix32(first + uint32_t(l)) ^ key);
+    const double u1 = (double(h & 0xFFFFu) + 0.5) / 65536.0, u2 = (double(h >> 16) + 0.5) / 65536.0;
+    const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 6.283185307179586 * u2;
+    u[l] = radius * std::cos(angle);
+    v[l] = radius * std::sin(angle);
+  }
+  du = Vec<double>::loadu(u);
+  dv = Vec<double>::loadu(v);
 }
 
-template <typename T> static inline T finite_or_zero(T v) { return std::fabs(v) <= std::numeric_limits<T>::max() ? v : T(0); }
+template <typename T> inline Vec<T> finite_or_zero(const Vec<T>& v) {
+  return select<T>(v.abs() <= Vec<T>(std::numeric_limits<T>::max()), v, Vec<T>(T(0)));
+}
 
-// L-STN's forward: per output pixel, M auxiliary points p + (du, dv) * (scale_x, scale_y) with (du, dv) from
-// `offsets` (2, B, M, Ho, Wo) or, when it is null, hashed from `key` and the flat index of (b, k, oy, ox); their
-// bilinear samples; the channel-shared least-squares plane I = a_u du + a_v dv + c. Writes value = c and the slopes
-// per normalized unit, each (B, C, Ho, Wo); non-finite fits give 0 (as the eager path's nan_to_num). Per tile of
-// output pixels: the points and the inverse normal matrices, then per channel the right-hand sides and the solve.
+struct LstnShape {
+  int64_t B, C, H, W, Ho, Wo, M;
+};
 
-template <int PAD, typename T>
-static void lstn_fit(const T* input, const T* grid, const T* offsets, uint32_t key,
-                     int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
-                     double scale_x, double scale_y, bool align, T* value, T* slope_x, T* slope_y) {
-  const T sx = T(scale_x), sy = T(scale_y);
-  const Axis<T> ax(W, align), ay(H, align);
-  const int64_t tiles = (Wo + TILE - 1) / TILE, plane = B * M * Ho * Wo;
-#pragma omp parallel
-  {
-    std::vector<T> buf((4 * M + 9) * TILE);
-    T *DU = buf.data(), *DV = DU + M * TILE, *PX = DV + M * TILE, *PY = PX + M * TILE, *A = PY + M * TILE;
-    T *R0 = A + 6 * TILE, *R1 = R0 + TILE, *R2 = R1 + TILE;
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t row = 0; row < B * Ho; ++row)
-      for (int64_t tile = 0; tile < tiles; ++tile) {
-        const int64_t b = row / Ho, oy = row % Ho, ox0 = tile * TILE;
-        const int n = (int)std::min<int64_t>(TILE, Wo - ox0);
-        const int nv = (n + 15) & ~15;  // whole vectors: the lanes past n compute harmless numbers that are never stored
-        const T* gxy = grid + 2 * (row * Wo + ox0);  // (B, Ho, Wo, 2) interleaved
-        T *a00 = A, *a01 = A + TILE, *a02 = A + 2 * TILE, *a11 = A + 3 * TILE, *a12 = A + 4 * TILE;
-        for (int t = 0; t < TILE; ++t) a00[t] = a01[t] = a02[t] = a11[t] = a12[t] = 0;
-        for (int64_t k = 0; k < M; ++k) {
-          const int64_t base = ((b * M + k) * Ho + oy) * Wo + ox0;
-          T *du = DU + k * TILE, *dv = DV + k * TILE, *px = PX + k * TILE, *py = PY + k * TILE;
-          if (offsets) {
-            std::memcpy(du, offsets + base, n * sizeof(T));
-            std::memcpy(dv, offsets + plane + base, n * sizeof(T));
-          } else {
-#pragma omp simd
-            for (int t = 0; t < nv; ++t) hash_normals(mix32(mix32(uint32_t(base + t)) ^ key), du[t], dv[t]);
-          }
-#pragma omp simd
-          for (int t = 0; t < nv; ++t) {
-            const T u = du[t], v = dv[t];
-            px[t] = ax.template source<PAD>((t < n ? gxy[2 * t] : T(0)) + u * sx);
-            py[t] = ay.template source<PAD>((t < n ? gxy[2 * t + 1] : T(0)) + v * sy);
-            a00[t] += u * u; a01[t] += u * v; a02[t] += u; a11[t] += v * v; a12[t] += v;
-          }
+// Rows [row_begin, row_end) of (B * Ho): value (the intercept, or bilinear's value with fixed_bias) and the slopes per
+// normalized unit, each (B, C, Ho, Wo). offsets (2, B, M, Ho, Wo) in offset units, or null to hash them from key.
+template <typename T, int PAD>
+void lstn_rows(const T* input, const T* grid, const T* offsets, uint32_t key, const LstnShape& s, T scale_x,
+               T scale_y, bool align, bool fixed_bias, T* value, T* slope_x, T* slope_y, int64_t row_begin,
+               int64_t row_end) {
+  constexpr int64_t L = Vec<T>::size();
+  const Axis<T> ax(s.W, align), ay(s.H, align);
+  const int64_t plane = s.B * s.M * s.Ho * s.Wo;
+  std::vector<Footprint<T>> fp(s.M);
+  std::vector<Vec<T>> du(s.M), dv(s.M);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t b = row / s.Ho, oy = row % s.Ho;
+    for (int64_t ox0 = 0; ox0 < s.Wo; ox0 += L) {
+      const int64_t n = std::min(L, s.Wo - ox0);
+      Vec<T> gx, gy;
+      load_pairs(grid + 2 * (row * s.Wo + ox0), n, gx, gy);
+      Vec<T> a00(T(0)), a01(T(0)), a02(T(0)), a11(T(0)), a12(T(0));
+      for (int64_t k = 0; k < s.M; ++k) {
+        const int64_t at = ((b * s.M + k) * s.Ho + oy) * s.Wo + ox0;
+        if (offsets) {
+          du[k] = Vec<T>::loadu(offsets + at, n);
+          dv[k] = Vec<T>::loadu(offsets + plane + at, n);
+        } else {
+          hash_normals(uint32_t(at), key, du[k], dv[k]);
         }
-        T *n00 = A, *n01 = A + TILE, *n02 = A + 2 * TILE, *n11 = A + 3 * TILE, *n12 = A + 4 * TILE, *n22 = A + 5 * TILE;
-#pragma omp simd
-        for (int t = 0; t < nv; ++t) {  // the inverse of the symmetric normal matrix, by the adjugate, in place
-          T b00 = a00[t], b01 = a01[t], b02 = a02[t], b11 = a11[t], b12 = a12[t], b22 = T(M);
-          T c00 = b11 * b22 - b12 * b12, c01 = b02 * b12 - b01 * b22, c02 = b01 * b12 - b02 * b11;
-          T c11 = b00 * b22 - b02 * b02, c12 = b01 * b02 - b00 * b12, c22 = b00 * b11 - b01 * b01;
-          T inv_det = T(1) / (b00 * c00 + b01 * c01 + b02 * c02);
-          n00[t] = c00 * inv_det; n01[t] = c01 * inv_det; n02[t] = c02 * inv_det;
-          n11[t] = c11 * inv_det; n12[t] = c12 * inv_det; n22[t] = c22 * inv_det;
-        }
-        for (int64_t c = 0; c < C; ++c) {
-          const T* img = input + (b * C + c) * H * W;
-          const int64_t out = ((b * C + c) * Ho + oy) * Wo + ox0;
-          for (int t = 0; t < TILE; ++t) R0[t] = R1[t] = R2[t] = 0;
-          for (int64_t k = 0; k < M; ++k) {
-            const T *du = DU + k * TILE, *dv = DV + k * TILE, *px = PX + k * TILE, *py = PY + k * TILE;
-#pragma omp simd
-            for (int t = 0; t < nv; ++t) {
-              T s = bilinear(img, (int)H, (int)W, px[t], py[t]);
-              R0[t] += s * du[t]; R1[t] += s * dv[t]; R2[t] += s;
-            }
-          }
-#pragma omp simd
-          for (int t = 0; t < n; ++t) {
-            T r0 = R0[t], r1 = R1[t], r2 = R2[t];
-            T f0 = n00[t] * r0 + n01[t] * r1 + n02[t] * r2;
-            T f1 = n01[t] * r0 + n11[t] * r1 + n12[t] * r2;
-            T f2 = n02[t] * r0 + n12[t] * r1 + n22[t] * r2;
-            slope_x[out + t] = finite_or_zero(f0) / sx;
-            slope_y[out + t] = finite_or_zero(f1) / sy;
-            value[out + t] = finite_or_zero(f2);
-          }
-        }
+        const Vec<T> u = du[k], v = dv[k];
+        fp[k] = Footprint<T>(ax.template source<PAD>(at::vec::fmadd(u, Vec<T>(scale_x), gx)),
+                             ay.template source<PAD>(at::vec::fmadd(v, Vec<T>(scale_y), gy)), s.H, s.W);
+        a00 = at::vec::fmadd(u, u, a00);
+        a01 = at::vec::fmadd(u, v, a01);
+        a02 = a02 + u;
+        a11 = at::vec::fmadd(v, v, a11);
+        a12 = a12 + v;
       }
+      // the inverse of the symmetric normal matrix [[a00, a01, a02], [a01, a11, a12], [a02, a12, M]], by the adjugate
+      const Vec<T> a22(T(s.M));
+      const Vec<T> c00 = a11 * a22 - a12 * a12, c01 = a02 * a12 - a01 * a22, c02 = a01 * a12 - a02 * a11;
+      const Vec<T> c11 = a00 * a22 - a02 * a02, c12 = a01 * a02 - a00 * a12, c22 = a00 * a11 - a01 * a01;
+      const Vec<T> inv_det = Vec<T>(T(1)) / (a00 * c00 + a01 * c01 + a02 * c02);
+      const Vec<T> n00 = c00 * inv_det, n01 = c01 * inv_det, n02 = c02 * inv_det;
+      const Vec<T> n11 = c11 * inv_det, n12 = c12 * inv_det, n22 = c22 * inv_det;
+      Footprint<T> centre;
+      if (fixed_bias) centre = Footprint<T>(ax.template source<PAD>(gx), ay.template source<PAD>(gy), s.H, s.W);
+      for (int64_t c = 0; c < s.C; ++c) {
+        const T* img = input + (b * s.C + c) * s.H * s.W;
+        Vec<T> r0(T(0)), r1(T(0)), r2(T(0));
+        for (int64_t k = 0; k < s.M; ++k) {
+          const Vec<T> sample = fp[k].sample(img);
+          r0 = at::vec::fmadd(sample, du[k], r0);
+          r1 = at::vec::fmadd(sample, dv[k], r1);
+          r2 = r2 + sample;
+        }
+        const int64_t out = ((b * s.C + c) * s.Ho + oy) * s.Wo + ox0;
+        (finite_or_zero<T>(n00 * r0 + n01 * r1 + n02 * r2) / Vec<T>(scale_x)).store(slope_x + out, n);
+        (finite_or_zero<T>(n01 * r0 + n11 * r1 + n12 * r2) / Vec<T>(scale_y)).store(slope_y + out, n);
+        (fixed_bias ? centre.sample(img) : finite_or_zero<T>(n02 * r0 + n12 * r1 + n22 * r2)).store(value + out, n);
+      }
+    }
   }
 }
 
-template <typename T>
-static void lstn_fit_dispatch(const T* input, const T* grid, const T* offsets, uint32_t key,
-                     int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
-                     double scale_x, double scale_y, int padding, int align, T* value, T* slope_x, T* slope_y) {
-  BY_PADDING(padding, lstn_fit, input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, align != 0, value,
-             slope_x, slope_y);
+std::tuple<at::Tensor, at::Tensor> lstn_forward(const at::Tensor& input_, const at::Tensor& grid_,
+                                                const std::optional<at::Tensor>& offsets_,
+                                                const std::optional<at::Tensor>& key_, int64_t num_auxiliary,
+                                                double scale_x, double scale_y, c10::string_view padding_mode,
+                                                bool align_corners, bool fixed_bias) {
+  check_input_and_grid(input_, grid_, "lstn_forward");
+  TORCH_CHECK(num_auxiliary >= 1, "lstn_forward: num_auxiliary: expected >= 1, got ", num_auxiliary);
+  TORCH_CHECK(offsets_.has_value() != key_.has_value(), "lstn_forward: expected exactly one of offsets and key");
+  const at::Tensor input = input_.contiguous(), grid = grid_.contiguous();
+  const LstnShape s{input.size(0), input.size(1), input.size(2), input.size(3), grid.size(1), grid.size(2),
+                    num_auxiliary};
+  at::Tensor offsets;
+  uint32_t key = 0;
+  if (offsets_) {
+    offsets = offsets_->contiguous();
+    TORCH_CHECK(offsets.sizes().equals({2, s.B, s.M, s.Ho, s.Wo}) &&
+                    offsets.scalar_type() == input.scalar_type(),
+                "lstn_forward: offsets: expected (2, B, M, Ho, Wo) = (2, ", s.B, ", ", s.M, ", ", s.Ho, ", ", s.Wo,
+                ") of ", input.scalar_type(), ", got ", offsets.sizes(), " of ", offsets.scalar_type());
+  } else {
+    TORCH_CHECK(key_->numel() == 1 && key_->scalar_type() == at::kLong, "lstn_forward: key: expected one int64");
+    key = uint32_t(*key_->const_data_ptr<int64_t>());
+    TORCH_CHECK(s.B * s.M * s.Ho * s.Wo <= (int64_t(1) << 32),
+                "lstn_forward: at most 2^32 auxiliary points per call (a 32-bit counter), got ", s.B * s.M * s.Ho * s.Wo);
+  }
+  at::Tensor value = at::empty({s.B, s.C, s.Ho, s.Wo}, input.options());
+  at::Tensor slopes = at::empty({2, s.B, s.C, s.Ho, s.Wo}, input.options());
+  const int padding = padding_code(padding_mode);
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstn_forward", [&] {
+    using T = scalar_t;
+    const T* off = offsets.defined() ? offsets.const_data_ptr<T>() : nullptr;
+    T *v = value.mutable_data_ptr<T>(), *sx = slopes.mutable_data_ptr<T>(), *sy = sx + value.numel();
+    by_padding(padding, [&]<int PAD>() {
+      at::parallel_for(0, s.B * s.Ho, grain_for(s.Wo * s.M), [&](int64_t begin, int64_t end) {
+        lstn_rows<T, PAD>(input.const_data_ptr<T>(), grid.const_data_ptr<T>(), off, key, s, T(scale_x), T(scale_y),
+                          align_corners, fixed_bias, v, sx, sy, begin, end);
+      });
+    });
+  });
+  return {value, slopes};
 }
 
-extern "C" void lstn_fit_f32(const float* input, const float* grid, const float* offsets, uint32_t key,
-                             int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
-                             double scale_x, double scale_y, int padding, int align, float* value, float* slope_x, float* slope_y) {
-  lstn_fit_dispatch<float>(input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, padding, align, value, slope_x, slope_y);
-}
-extern "C" void lstn_fit_f64(const double* input, const double* grid, const double* offsets, uint32_t key,
-                             int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t M,
-                             double scale_x, double scale_y, int padding, int align, double* value, double* slope_x, double* slope_y) {
-  lstn_fit_dispatch<double>(input, grid, offsets, key, B, C, H, W, Ho, Wo, M, scale_x, scale_y, padding, align, value, slope_x, slope_y);
+// the normals the forward draws for flat point indices 0 .. n - 1 under key, (2, n), for the tests
+at::Tensor lstn_hash_normals(const at::Tensor& key, int64_t n, at::ScalarType dtype) {
+  at::Tensor out = at::empty({2, n}, at::TensorOptions().dtype(dtype));
+  const uint32_t k = uint32_t(*key.const_data_ptr<int64_t>());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstn_hash_normals", [&] {
+    using T = scalar_t;
+    constexpr int64_t L = Vec<T>::size();
+    T *du = out.mutable_data_ptr<T>(), *dv = du + n;
+    for (int64_t i = 0; i < n; i += L) {
+      Vec<T> u, v;
+      hash_normals(uint32_t(i), k, u, v);
+      u.store(du + i, std::min(L, n - i));
+      v.store(dv + i, std::min(L, n - i));
+    }
+  });
+  return out;
 }
 
-// The normal pairs of counters 0 .. n-1 under key (what lstn_fit draws for its flat point index), for the tests.
-extern "C" void lstn_hash_normals_f32(uint32_t key, int64_t n, float* du, float* dv) {
-  for (int64_t i = 0; i < n; ++i) hash_normals(mix32(mix32(uint32_t(i)) ^ key), du[i], dv[i]);
+}  // namespace
+
+TORCH_LIBRARY_IMPL(interpolators, CPU, m) {
+  m.impl("lstn_forward", &lstn_forward);
+  m.impl("lstn_hash_normals", &lstn_hash_normals);
 }
-extern "C" void lstn_hash_normals_f64(uint32_t key, int64_t n, double* du, double* dv) {
-  for (int64_t i = 0; i < n; ++i) hash_normals(mix32(mix32(uint32_t(i)) ^ key), du[i], dv[i]);
-}
+
+}  // namespace interp

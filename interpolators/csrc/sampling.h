@@ -1,10 +1,32 @@
-// Shared by the native kernels (interpolators/_native.py builds and loads them): grid_sample's bilinear sampling
-// and its input-gradient scatter, written branch-free so that loops over points vectorize.
+// What the operators' CPU kernels share: ATen's vector types at this build's instruction set, grid_sample's map from
+// normalized coordinates to source pixels, bilinear footprints (gathered samples and scattered gradients), and the
+// threading. Conventions are grid_sample's: input (B, C, H, W), grid (B, Ho, Wo, 2) holding normalized (x, y),
+// padding "zeros" / "border" / "reflection", align_corners as in torch.
 //
-// Conventions are grid_sample's: input (B, C, H, W) contiguous, grid (B, Ho, Wo, 2) contiguous normalized (x, y),
-// padding 0 zeros / 1 border / 2 reflection, align_corners as in torch. OpenMP splits the outer loops over the
-// threads of torch's own OpenMP runtime (torch.set_num_threads applies).
+// One source for every x86 CPU: the vector width is the widest the compiler targets (-march=native, or the forced
+// target of STN_BENCH_MARCH; interpolators/_extension.py), picked below for ATen's at::vec::Vectorized the way
+// torch's own CPU kernels pick it per CPU capability: 16 floats with AVX-512, 8 with AVX2, a portable fallback else.
 #pragma once
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#define CPU_CAPABILITY AVX512
+#define CPU_CAPABILITY_AVX512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#else
+#define CPU_CAPABILITY DEFAULT
+#endif
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/string_view.h>
+#include <torch/library.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -12,15 +34,59 @@
 #include <limits>
 #include <vector>
 
-// Reflect x about [lo, lo + period / 2], branch-free: fold by the period, then mirror.
-template <typename T> static inline T reflect(T x, T lo, T period) {
-  T d = std::fabs(x - lo);
-  T extra = d - std::floor(d / period) * period;
-  const T mirrored = period - extra;
-  return lo + (extra < mirrored ? extra : mirrored);
+namespace interp {
+
+template <typename T> using Vec = at::vec::Vectorized<T>;
+template <typename T> using Int = at::vec::int_same_size_t<T>;  // int32_t for float, int64_t for double
+template <typename T> using IVec = at::vec::Vectorized<Int<T>>;
+
+enum Padding { ZEROS = 0, BORDER = 1, REFLECTION = 2 };
+
+inline int padding_code(c10::string_view mode) {
+  if (mode == "zeros") return ZEROS;
+  if (mode == "border") return BORDER;
+  TORCH_CHECK(mode == "reflection", "padding_mode: expected 'zeros', 'border' or 'reflection', got '", mode, "'");
+  return REFLECTION;
 }
-// grid_sample's map from a normalized coordinate to a source pixel along one axis (PAD: 0 zeros, 1 border,
-// 2 reflection), with everything that depends on the size and align_corners computed once.
+
+// Calls fn.template operator()<PAD>() for a padding code, so kernels are compiled once per padding mode.
+template <typename F> inline void by_padding(int padding, F&& fn) {
+  if (padding == ZEROS) fn.template operator()<ZEROS>();
+  else if (padding == BORDER) fn.template operator()<BORDER>();
+  else fn.template operator()<REFLECTION>();
+}
+
+// ---- vector helpers -------------------------------------------------------------------------------------------
+
+// a where mask is set, else b (mask lanes are all ones or all zeros, as comparisons return them)
+template <typename T> inline Vec<T> select(const Vec<T>& mask, const Vec<T>& a, const Vec<T>& b) {
+  return Vec<T>::blendv(b, a, mask);
+}
+// x > lo ? x : lo, lanes of NaN included (they become lo), then the same against hi
+template <typename T> inline Vec<T> clamp_nan_low(const Vec<T>& x, T lo, T hi) {
+  const Vec<T> low(lo), high(hi);
+  const Vec<T> y = select<T>(x > low, x, low);
+  return select<T>(y < high, y, high);
+}
+// the lanes [0, n) of the interleaved pairs at xy (2n values) as two vectors (x, y); lanes past n are 0
+template <typename T> inline void load_pairs(const T* xy, int64_t n, Vec<T>& x, Vec<T>& y) {
+  constexpr int64_t L = Vec<T>::size();
+  const Vec<T> a = Vec<T>::loadu(xy, std::min<int64_t>(2 * n, L));
+  const Vec<T> b = 2 * n > L ? Vec<T>::loadu(xy + L, 2 * n - L) : Vec<T>(T(0));
+  std::tie(x, y) = at::vec::deinterleave2(a, b);
+}
+template <typename T> inline void store_pairs(T* xy, int64_t n, const Vec<T>& x, const Vec<T>& y) {
+  constexpr int64_t L = Vec<T>::size();
+  Vec<T> a, b;
+  std::tie(a, b) = at::vec::interleave2(x, y);
+  a.store(xy, std::min<int64_t>(2 * n, L));
+  if (2 * n > L) b.store(xy + L, 2 * n - L);
+}
+
+// ---- grid_sample's coordinates --------------------------------------------------------------------------------
+
+// The map from a normalized coordinate to a source pixel along one axis of `size` pixels, with padding PAD applied
+// (reflection folds into range, border and reflection clip to [0, size - 1]; zeros leaves it).
 template <typename T> struct Axis {
   T mul, add, lo, period, last;
   Axis(int64_t size, bool align)
@@ -28,92 +94,120 @@ template <typename T> struct Axis {
         period(align ? T(2 * (size - 1)) : T(2 * size)), last(T(size - 1)) {
     if (period == 0) period = 1;  // align_corners on one pixel: any reflection, then clipped to 0
   }
-  template <int PAD> inline T source(T g) const {
-    T x = (g + 1) * mul + add;
-    if (PAD == 2) x = reflect(x, lo, period);
-    if (PAD != 0) {
-      x = x > 0 ? x : T(0);
-      x = x < last ? x : last;
+  template <int PAD> inline Vec<T> source(const Vec<T>& g) const {
+    Vec<T> x = at::vec::fmadd(g + Vec<T>(T(1)), Vec<T>(mul), Vec<T>(add));
+    if constexpr (PAD == REFLECTION) {  // fold by the period, then mirror
+      const Vec<T> d = (x - Vec<T>(lo)).abs();
+      const Vec<T> extra = d - (d / Vec<T>(period)).floor() * Vec<T>(period);
+      const Vec<T> mirrored = Vec<T>(period) - extra;
+      x = Vec<T>(lo) + select<T>(extra < mirrored, extra, mirrored);
+    }
+    if constexpr (PAD != ZEROS) {
+      x = select<T>(x > Vec<T>(T(0)), x, Vec<T>(T(0)));
+      x = select<T>(x < Vec<T>(last), x, Vec<T>(last));
     }
     return x;
   }
 };
-// The bilinear footprint of source pixel (x, y) in an (H, W) plane: the top-left corner (x0, y0), the weights of
-// the right and lower corners, and which corners lie inside (grid_sample's "zeros"; the other paddings have moved
-// (x, y) inside already). Flags are computed in floating point, which keeps the loops that use them vectorizable.
+
+// ---- bilinear footprints --------------------------------------------------------------------------------------
+
+// The bilinear footprint of a vector of source pixels (x, y) in an (H, W) plane: the flat index of the top-left
+// corner, the weights of the right and lower corners and, per corner, which lanes lie inside (grid_sample's zeros;
+// the other paddings have moved the points inside). Coordinates are first clamped to [-2, W + 1] (NaN to -2), which
+// keeps the integer conversion defined without changing any sample.
 template <typename T> struct Footprint {
-  T wx, wy;
-  bool vx0, vx1, vy0, vy1;
-  int x0, y0;
-  Footprint(T x, T y, int H, int W) {
-    x = x > T(-2) ? x : T(-2);  // keeps the int conversion defined (NaN too); anything past -1 or W samples zeros
-    x = x < T(W + 1) ? x : T(W + 1);
-    y = y > T(-2) ? y : T(-2);
-    y = y < T(H + 1) ? y : T(H + 1);
-    const T fx = std::floor(x), fy = std::floor(y), lx = T(W - 1), ly = T(H - 1);
+  IVec<T> corner;
+  Vec<T> wx, wy, in00, in01, in10, in11;
+  int64_t width;
+
+  Footprint() = default;
+  Footprint(const Vec<T>& x_, const Vec<T>& y_, int64_t H, int64_t W) : width(W) {
+    const Vec<T> x = clamp_nan_low<T>(x_, T(-2), T(W + 1)), y = clamp_nan_low<T>(y_, T(-2), T(H + 1));
+    const Vec<T> fx = x.floor(), fy = y.floor(), zero(T(0)), minus_one(T(-1));
     wx = x - fx;
     wy = y - fy;
-    vx0 = (fx >= 0) & (fx <= lx);
-    vx1 = (fx >= -1) & (fx <= lx - 1);
-    vy0 = (fy >= 0) & (fy <= ly);
-    vy1 = (fy >= -1) & (fy <= ly - 1);
-    x0 = (int)fx;
-    y0 = (int)fy;
+    const Vec<T> x0 = (fx >= zero) & (fx <= Vec<T>(T(W - 1))), x1 = (fx >= minus_one) & (fx <= Vec<T>(T(W - 2)));
+    const Vec<T> y0 = (fy >= zero) & (fy <= Vec<T>(T(H - 1))), y1 = (fy >= minus_one) & (fy <= Vec<T>(T(H - 2)));
+    in00 = x0 & y0;
+    in01 = x1 & y0;
+    in10 = x0 & y1;
+    in11 = x1 & y1;
+    corner = at::vec::convert_to_int_of_same_size<T>(fy) * IVec<T>(Int<T>(W)) +
+             at::vec::convert_to_int_of_same_size<T>(fx);
+  }
+  // the bilinear sample of the plane img (zero outside)
+  inline Vec<T> sample(const T* img) const {
+    const Vec<T> zero(T(0));
+    Vec<T> m00 = in00, m01 = in01, m10 = in10, m11 = in11;
+    const Vec<T> a = at::vec::mask_gather<sizeof(T)>(zero, img, corner, m00);
+    const Vec<T> b = at::vec::mask_gather<sizeof(T)>(zero, img + 1, corner, m01);
+    const Vec<T> c = at::vec::mask_gather<sizeof(T)>(zero, img + width, corner, m10);
+    const Vec<T> d = at::vec::mask_gather<sizeof(T)>(zero, img + width + 1, corner, m11);
+    const Vec<T> one(T(1)), ux = one - wx;
+    return (a * ux + b * wx) * (one - wy) + (c * ux + d * wx) * wy;
+  }
+  // out[corner] += g * weight for the four corners of lanes [0, n), as grid_sample's backward does: the products in
+  // vectors, the adds one by one (a lane with all four corners inside takes the branch-free path)
+  inline void scatter(T* out, const Vec<T>& g, int64_t n) const {
+    constexpr int64_t L = Vec<T>::size();
+    const Vec<T> one(T(1)), gx1 = g * wx, gx0 = g - gx1;
+    T v00[L], v01[L], v10[L], v11[L], inside[L];
+    Int<T> at[L];
+    (gx0 * (one - wy)).store(v00);
+    (gx1 * (one - wy)).store(v01);
+    (gx0 * wy).store(v10);
+    (gx1 * wy).store(v11);
+    (in00 & in01 & in10 & in11).store(inside);
+    corner.store(at);
+    for (int64_t l = 0; l < n; ++l) {
+      T* o = out + at[l];
+      if (is_set(inside[l])) {
+        o[0] += v00[l];
+        o[1] += v01[l];
+        o[width] += v10[l];
+        o[width + 1] += v11[l];
+      } else {
+        if (lane_set(in00, l)) o[0] += v00[l];
+        if (lane_set(in01, l)) o[1] += v01[l];
+        if (lane_set(in10, l)) o[width] += v10[l];
+        if (lane_set(in11, l)) o[width + 1] += v11[l];
+      }
+    }
+  }
+
+ private:
+  static inline bool is_set(T mask_lane) {
+    Int<T> bits;
+    std::memcpy(&bits, &mask_lane, sizeof(T));
+    return bits != 0;
+  }
+  static inline bool lane_set(const Vec<T>& mask, int64_t l) {
+    T lanes[Vec<T>::size()];
+    mask.store(lanes);
+    return is_set(lanes[l]);
   }
 };
 
-// Bilinear sample of one (H, W) plane at source pixel (x, y), zero outside. Branch-free with in-range loads, so that
-// loops over points vectorize.
-template <typename T> static inline T bilinear(const T* img, int H, int W, T x, T y) {
-  const Footprint<T> f(x, y, H, W);
-  const T wx = f.wx, wy = f.wy;
-  const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
-  const int x0 = f.x0, y0 = f.y0, x1 = x0 + 1, y1 = y0 + 1;
-  const int cx0 = x0 < 0 ? 0 : (x0 > W - 1 ? W - 1 : x0), cx1 = x1 < 0 ? 0 : (x1 > W - 1 ? W - 1 : x1);
-  const int cy0 = y0 < 0 ? 0 : (y0 > H - 1 ? H - 1 : y0), cy1 = y1 < 0 ? 0 : (y1 > H - 1 ? H - 1 : y1);
-  T a = img[cy0 * W + cx0], b = img[cy0 * W + cx1], c = img[cy1 * W + cx0], d = img[cy1 * W + cx1];
-  a = (vx0 & vy0) ? a : T(0);
-  b = (vx1 & vy0) ? b : T(0);
-  c = (vx0 & vy1) ? c : T(0);
-  d = (vx1 & vy1) ? d : T(0);
-  return (a * (1 - wx) + b * wx) * (1 - wy) + (c * (1 - wx) + d * wx) * wy;
-}
-// Call the kernel template fn<PAD, T> for grid_sample's padding code (0 zeros, 1 border, 2 reflection).
-#define BY_PADDING(padding, fn, ...) \
-  ((padding) == 0 ? fn<0, T>(__VA_ARGS__) : (padding) == 1 ? fn<1, T>(__VA_ARGS__) : fn<2, T>(__VA_ARGS__))
+// ---- threading ------------------------------------------------------------------------------------------------
 
-constexpr int TILE = 64;  // output pixels per tile: the unit of work whose per-point buffers stay in L1
+// Work items of roughly `grain` output pixels for at::parallel_for (torch's intra-op threads, so
+// torch.set_num_threads applies).
+inline int64_t grain_for(int64_t pixels_per_item) { return std::max<int64_t>(1, 2048 / std::max<int64_t>(1, pixels_per_item)); }
 
-// The bilinear corners of n points at source pixels (px, py) in an (H, W) plane, corner by corner: flat indices
-// idx (4, TILE), -1 where the corner is outside (nothing to add), and weights wt (4, TILE). One vectorized pass.
-template <typename T>
-static inline void bilinear_corners(const T* px, const T* py, int n, int H, int W, int* idx, T* wt) {
-#pragma omp simd
-  for (int t = 0; t < n; ++t) {
-    const Footprint<T> f(px[t], py[t], H, W);
-    const T wx = f.wx, wy = f.wy;
-    const bool vx0 = f.vx0, vx1 = f.vx1, vy0 = f.vy0, vy1 = f.vy1;
-    const int i00 = f.y0 * W + f.x0;
-    idx[t] = (vx0 & vy0) ? i00 : -1;
-    idx[TILE + t] = (vx1 & vy0) ? i00 + 1 : -1;
-    idx[2 * TILE + t] = (vx0 & vy1) ? i00 + W : -1;
-    idx[3 * TILE + t] = (vx1 & vy1) ? i00 + W + 1 : -1;
-    wt[t] = (1 - wx) * (1 - wy);
-    wt[TILE + t] = wx * (1 - wy);
-    wt[2 * TILE + t] = (1 - wx) * wy;
-    wt[3 * TILE + t] = wx * wy;
-  }
+// ---- argument checks shared by the operators ------------------------------------------------------------------
+
+inline void check_input_and_grid(const at::Tensor& input, const at::Tensor& grid, const char* op) {
+  TORCH_CHECK(input.dim() == 4, op, ": input: expected (B, C, H, W), got ", input.sizes());
+  TORCH_CHECK(grid.dim() == 4 && grid.size(3) == 2 && grid.size(0) == input.size(0), op,
+              ": grid: expected (B, Ho, Wo, 2) with B = ", input.size(0), ", got ", grid.sizes());
+  TORCH_CHECK(input.scalar_type() == grid.scalar_type(), op, ": grid: expected dtype ", input.scalar_type(), ", got ",
+              grid.scalar_type());
+  TORCH_CHECK(input.scalar_type() == at::kFloat || input.scalar_type() == at::kDouble, op,
+              ": input: expected float32 or float64, got ", input.scalar_type());
+  TORCH_CHECK(input.device().is_cpu() && grid.device().is_cpu(), op, ": expected CPU tensors");
+  TORCH_CHECK(input.size(2) * input.size(3) < (int64_t(1) << 31), op,
+              ": input: planes are indexed with 32 bits, got H * W = ", input.size(2) * input.size(3));
 }
 
-// Scatter-add the values gw (n,) of points with corners (idx, wt) into the plane out, as grid_sample's backward does:
-// gw times each corner's weight in a vectorized pass (into scaled, 4 * TILE), then the adds in a scalar one.
-template <typename T>
-static inline void scatter_corners(T* out, const int* idx, const T* wt, const T* gw, int n, T* scaled) {
-  for (int j = 0; j < 4; ++j) {
-#pragma omp simd
-    for (int t = 0; t < n; ++t) scaled[j * TILE + t] = gw[t] * wt[j * TILE + t];
-  }
-  for (int t = 0; t < n; ++t)
-    for (int j = 0; j < 4; ++j)
-        if (idx[j * TILE + t] >= 0) out[idx[j * TILE + t]] += scaled[j * TILE + t];
-}
+}  // namespace interp
