@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal, get_args
 
 import torch
@@ -63,6 +64,48 @@ def check_sampling_inputs(input: Any, grid: Any) -> None:
         raise ValueError(f"grid: expected the same device as input ({input.device}), got {grid.device}")
 
 
+#: a grid coordinate beyond this magnitude (normalized units) is clamped to it before sampling: ten thousand
+#: image half-widths outside, where zeros and border padding read what they read at any farther point
+GRID_LIMIT = 1e4
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def sample_safely(
+    fn: Callable[[Tensor, Tensor], Tensor], input: Tensor, grid: Tensor, neighbours: bool = False
+) -> Tensor:
+    """``fn(input, grid)`` under the project's policy for grids that are not finite, the same for every method.
+
+    - A grid point that is NaN or infinite in either coordinate gives NaN in every channel of its output
+      pixel and no gradient: none to the input from that pixel, zero to that grid point. With ``neighbours``
+      (methods that difference the grid, such as ESTN's tangent frame) the output pixels whose stencil
+      reaches it, its four neighbours along the output's axes, are NaN too.
+    - A finite coordinate beyond :data:`GRID_LIMIT` is clamped to it (its gradient is then zero, as far
+      outside the image it is for zeros and border padding).
+    - CPU inputs in float16 or bfloat16 are sampled in float32 and the result cast back (torch's CPU
+      ``grid_sample`` is wrong in half precision: NaN or values far outside the input's range).
+
+    ``fn`` never sees a non-finite grid, so no kernel does (torch's CPU ``grid_sample`` backward reads out of
+    bounds on NaN with border or reflection padding, pytorch#24823). On CPU outside ``torch.compile`` a grid
+    within the limit costs one ``aminmax`` and passes through untouched.
+    """
+    if input.device.type == "cpu" and input.dtype in HALF_DTYPES:
+        return sample_safely(fn, input.float(), grid.float(), neighbours).to(input.dtype)
+    if input.device.type == "cpu" and not torch.compiler.is_compiling():
+        low, high = torch.aminmax(grid.detach())
+        if bool((low > -GRID_LIMIT) & (high < GRID_LIMIT)):  # False for NaN: one sync
+            return fn(input, grid)
+    bad = ~torch.isfinite(grid).all(-1)  # (B, Ho, Wo)
+    if neighbours:
+        spread = bad.clone()
+        spread[:, 1:] |= bad[:, :-1]
+        spread[:, :-1] |= bad[:, 1:]
+        spread[:, :, 1:] |= bad[:, :, :-1]
+        spread[:, :, :-1] |= bad[:, :, 1:]
+        bad = spread
+    safe = torch.where(bad.unsqueeze(-1), 0.0, grid.clamp(-GRID_LIMIT, GRID_LIMIT))
+    return fn(input, safe).masked_fill(bad.unsqueeze(1), float("nan"))
+
+
 def normalized_to_pixel_scale(size: int, align_corners: bool) -> float:
     """Input pixels per normalized unit along an axis of ``size`` pixels.
 
@@ -86,10 +129,12 @@ def check_number(
     integer: bool = False,
     minimum: float | None = None,
     strict: bool = False,
+    maximum: float | None = None,
+    why: str = "",
 ) -> None:
     """Raise ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a finite number in range.
 
-    ``minimum`` is inclusive unless ``strict``.
+    ``minimum`` is inclusive unless ``strict``; ``maximum`` is inclusive, and ``why`` says what it bounds.
     """
     kind = "an integer" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
@@ -100,6 +145,8 @@ def check_number(
     if minimum is not None and (value <= minimum if strict else value < minimum):
         bound = f"> {minimum}" if strict else f">= {minimum}"
         raise ValueError(f"{name}: expected a value {bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}: expected a value <= {maximum}{f' ({why})' if why else ''}, got {value!r}")
 
 
 def grid_sample_points(input: Tensor, points: Tensor, padding_mode: str, align_corners: bool) -> Tensor:
@@ -145,6 +192,9 @@ class Interpolator(nn.Module):
     reference: ClassVar[str] = ""
     #: one-line summary shown by ``describe`` and ``python -m bench list``
     summary: ClassVar[str] = ""
+    #: whether an output pixel's value reads its neighbours' grid points (finite differences of the grid); the
+    #: policy for non-finite grids (:func:`sample_safely`) then blanks those neighbours too
+    reads_grid_neighbours: ClassVar[bool] = False
 
     def __init__(self, padding_mode: PaddingMode = "zeros", align_corners: bool = False) -> None:
         super().__init__()
@@ -159,12 +209,13 @@ class Interpolator(nn.Module):
 
         ``generator`` seeds the draws of stochastic methods (ignored by the others);
         without one they use torch's global generator, so ``torch.manual_seed``
-        makes them reproducible.
+        makes them reproducible. Grids that are not finite and CPU half precision follow
+        :func:`sample_safely`; :meth:`sample` sees a finite grid only.
         """
         check_sampling_inputs(input, grid)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
-        return self.sample(input, grid, generator)
+        return sample_safely(lambda i, g: self.sample(i, g, generator), input, grid, self.reads_grid_neighbours)
 
     def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError
@@ -177,7 +228,6 @@ class Interpolator(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
-
 
 
 class ConfiguredInterpolator(Interpolator):

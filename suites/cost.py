@@ -378,6 +378,7 @@ NO_ARITHMETIC_OPS = frozenset(
     _local_scalar_dense zero zeros zeros_like scalar_tensor arange linspace where eq ne lt le gt ge
     logical_and logical_or logical_not floor ceil round trunc clamp clamp_min clamp_max sign
     constant_pad_nd pad _reshape_alias set_ resize_ rand randn randint random normal uniform bernoulli
+    aminmax amin amax max min isfinite isnan isinf bitwise_and bitwise_or bitwise_not masked_fill
     """.split()
 )
 

@@ -126,7 +126,8 @@ class TestRunCell:
         rows = suite.run_cell(cell, longer, tmp_path)
         assert [r["epoch"] for r in rows if r["metric"] == "val_error_curve"] == [1, 2, 3, 4]
 
-    def test_learns(self, tmp_path):
+    @pytest.mark.parametrize("threads", [1, 2])
+    def test_learns(self, tmp_path, threads):
         """Training works: 150 steps on 100 unperturbed digits beat chance (90 %) by a wide margin.
 
         Measured: 23 % at 1 thread and 28 % at 2 (AVX2); 60 steps stayed near chance (78-82 %), too close
@@ -136,7 +137,12 @@ class TestRunCell:
         suite = ClassifySuite()
         cfg = config(interpolators={"bilinear": {}}, labels=[100], steps=150, seeds=1, perturbation=0)
         (cell,) = suite.cells(cfg)
-        rows = suite.run_cell(cell, cfg, tmp_path)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            rows = suite.run_cell(cell, cfg, tmp_path)
+        finally:
+            torch.set_num_threads(before)
         losses = [r["value"] for r in rows if r["metric"] == "train_loss_curve"]
         test_error = next(r["value"] for r in rows if r["metric"] == "test_error")
         assert losses[-1] < 0.75 * losses[0] and test_error < 60

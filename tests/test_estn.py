@@ -340,6 +340,8 @@ class TestEstnSample:
         [
             ({"num_samples": 3}, ValueError, r"num_samples: expected a value >= 4, got 3"),
             ({"num_samples": 9.0}, TypeError, r"num_samples: expected an integer"),
+            ({"num_samples": 10**9}, ValueError, r"num_samples: expected a value <= 64 \(time and memory grow"),
+            ({"iterations": 10**9}, ValueError, r"iterations: expected a value <= 20 \(each round costs"),
             ({"tangent_scale": 0.0}, ValueError, r"tangent_scale: expected a value > 0"),
             ({"min_radius": -1.0}, ValueError, r"min_radius: expected a value >= 0"),
             ({"kernel_size": 4}, ValueError, r"kernel_size: expected an odd integer >= 3, got 4"),

@@ -78,6 +78,7 @@ class TestLSTNConfig:
             ({"num_samples": 5}, ValueError, r"num_samples: expected at least 6 .*got 5"),
             ({"num_samples": 1}, ValueError, r"num_samples: expected at least 6 .*got 1"),
             ({"num_samples": 8.0}, TypeError, r"num_samples: expected an integer, got 8.0"),
+            ({"num_samples": 65}, ValueError, r"num_samples: expected a value <= 64 \(time grows with it\), got 65"),
             ({"num_samples": True}, TypeError, r"num_samples: expected an integer"),
             ({"noise_strength": -0.1}, ValueError, r"noise_strength: expected a value >= 0, got -0.1"),
             ({"noise_strength": float("nan")}, ValueError, r"noise_strength: expected a finite value"),
@@ -334,7 +335,7 @@ class TestLstnSample:
 
     def test_drawn_offsets_are_the_hashed_normals_times_the_spread(self, backend):
         """A draw is one key from the generator, hashed into normals; the offsets are those times offset_std."""
-        image, grid, grad_out = torch.rand(2, 3, 20, 24, dtype=F64), torch.rand(2, 7, 9, 2, dtype=F64) * 2 - 1, None
+        image, grid = torch.rand(2, 3, 20, 24, dtype=F64), torch.rand(2, 7, 9, 2, dtype=F64) * 2 - 1
         key = torch.randint(0, 2**32, (), dtype=torch.int64, generator=torch.Generator().manual_seed(5))
         du, dv = hash_normals(key, (2, 7, 7, 9), F64)
         sx, sy = LSTNConfig().offset_std((20, 24), (7, 9))

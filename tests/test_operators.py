@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 import interpolators
 from backend_checks import assert_same, value_and_grads
@@ -340,16 +339,22 @@ class TestSavedForBackward:
 class TestBackendChoice:
     @pytest.mark.parametrize("name", ["lstn", "estn"])
     @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-    def test_auto_runs_half_precision_on_the_eager_path_with_a_warning(self, name, dtype):
-        image, grid, _ = case(dtype)
-        with pytest.warns(RuntimeWarning, match=rf"{name}: backend='auto' runs the eager path: no kernel for {dtype}"):
-            out = interpolators.create(name)(image, grid)
+    def test_cpu_half_precision_runs_the_operator_in_float32(self, name, dtype):
+        image, grid, _ = case(torch.float32)
+        sampler = interpolators.create(name)
+        torch.manual_seed(0)
+        out = sampler(image.to(dtype), grid.to(dtype))
+        torch.manual_seed(0)
+        expected = sampler(image.to(dtype).float(), grid.to(dtype).float()).to(dtype)
         assert out.dtype == dtype
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
 
     @pytest.mark.parametrize("name", ["lstn", "estn"])
-    def test_operator_refuses_what_it_cannot_run(self, name):
-        image, grid, _ = case(torch.float16)
-        with pytest.raises(RuntimeError, match=rf"{name}: backend='operator': no kernel for torch.float16"):
+    def test_operator_refuses_what_it_cannot_run(self, name, monkeypatch):
+        monkeypatch.setattr(_extension, "_loaded", False)
+        monkeypatch.setattr(_extension, "_why_not", "the C++ operators could not be built (RuntimeError: no ninja)")
+        image, grid, _ = case(torch.float32)
+        with pytest.raises(RuntimeError, match=rf"{name}: backend='operator': the C\+\+ operators could not be built"):
             interpolators.create(name, backend="operator")(image, grid)
 
     def test_auto_without_operators_runs_the_eager_path_naming_why(self, monkeypatch):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from interpolators._extension import choose_backend
 from interpolators._registry import register
-from interpolators.base import ConfiguredInterpolator, check_sampling_inputs
+from interpolators.base import ConfiguredInterpolator, check_sampling_inputs, sample_safely
 from interpolators.estn.config import GOLDEN_ANGLE, REFERENCE, ESTNConfig, prior_weights, spiral_offsets
 from interpolators.estn.eager import estn_eager
 from interpolators.estn.operator import estn_operator
@@ -53,6 +53,9 @@ def estn_sample(
        ``beta`` fixed (bilinear's at ``p_i`` for ``"center"``). Gradient to ``grid``: the fitted slope
        ``a``, in normalized units, summed over channels by the chain rule.
 
+    A grid point that is not finite gives NaN at its pixel and at the four neighbours whose frame differences
+    it, and no gradient (:func:`interpolators.base.sample_safely`).
+
     Args:
         input: ``(B, C, H, W)`` floating tensor.
         grid: ``(B, Ho, Wo, 2)`` normalized ``(x, y)``, same dtype and device (``grid_sample``'s convention).
@@ -74,6 +77,11 @@ def estn_sample(
     check_sampling_inputs(input, grid)
     if not isinstance(config, ESTNConfig):
         raise TypeError(f"config: expected an ESTNConfig, got {type(config).__name__}")
+    return sample_safely(lambda i, g: _estn(i, g, config, generator), input, grid, neighbours=True)
+
+
+def _estn(input: Tensor, grid: Tensor, config: ESTNConfig, generator: torch.Generator | None) -> Tensor:
+    """:func:`estn_sample` on a finite grid: the backend's choice and the call."""
     random = "sampling='random'" if config.sampling == "random" else None
     if choose_backend(config.backend, input, "estn", eager_only=random) == "operator":
         return estn_operator(input, grid, config)
@@ -99,6 +107,7 @@ class ESTN(ConfiguredInterpolator):
 
     Config = ESTNConfig
     stochastic: ClassVar[bool] = False
+    reads_grid_neighbours = True  # the tangent frame differences the grid
     reference = REFERENCE
     summary = "ESTN: tangent-frame multi-sampling, entropy-regularized weighted plane fit (9 samples)"
 
@@ -107,4 +116,4 @@ class ESTN(ConfiguredInterpolator):
         self.stochastic = self.config.sampling == "random"
 
     def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
-        return estn_sample(input, grid, self.config, generator=generator)
+        return _estn(input, grid, self.config, generator)

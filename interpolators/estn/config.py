@@ -18,6 +18,11 @@ Value = Literal["fit", "center"]
 SAMPLINGS: tuple[str, ...] = get_args(Sampling)
 VALUES: tuple[str, ...] = get_args(Value)
 
+#: the largest ``num_samples`` and ``iterations`` accepted: time and memory grow linearly with both, and the
+#: paper's protocol uses 9 samples (an STN sampler with thousands of samples per pixel is a mistake, not a setting)
+MAX_SAMPLES = 64
+MAX_ITERATIONS = 20
+
 #: the golden angle, ``pi (3 - sqrt 5)`` radians: consecutive spiral points never line up
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
@@ -32,12 +37,12 @@ class ESTNConfig:
     """ESTN's hyperparameters (``docs/methods/estn.md``; the math is :func:`interpolators.estn.estn_sample`'s).
 
     Args:
-        num_samples: ``K >= 4``, the centre included.
+        num_samples: ``4 <= K <= 64``, the centre included.
         tangent_scale: ``t > 0``, the samples' spread in units of the footprint.
         min_radius: ``r >= 0``, the footprint's floor in input pixels (keeps upsampling fits posed).
         kernel_size: ``N``, odd ``>= 3``: Eq. 5's neighbourhood size.
         entropy: the regularizer's strength relative to the samples' variance, or ``None`` for none.
-        iterations: rounds of fit and reweight (ignored with ``entropy=None``).
+        iterations: rounds of fit and reweight, at most 20 (ignored with ``entropy=None``).
         ridge: Tikhonov weight on the slopes, relative to the normal matrix's trace.
         sampling: ``"spiral"`` (deterministic) or ``"random"`` (fresh ``N(0, I)`` per pixel; eager only).
         value: ``"fit"`` (the intercept) or ``"center"`` (bilinear's value at ``p_i``).
@@ -60,13 +65,15 @@ class ESTNConfig:
     backend: Backend = "auto"
 
     def __post_init__(self) -> None:
-        check_number("num_samples", self.num_samples, integer=True, minimum=4)
+        check_number("num_samples", self.num_samples, integer=True, minimum=4, maximum=MAX_SAMPLES,
+                     why="time and memory grow with it")  # fmt: skip
         check_number("tangent_scale", self.tangent_scale, minimum=0, strict=True)
         check_number("min_radius", self.min_radius, minimum=0)
         _check_kernel_size(self.kernel_size)
         if self.entropy is not None:
             check_number("entropy", self.entropy, minimum=0, strict=True)
-        check_number("iterations", self.iterations, integer=True, minimum=0)
+        check_number("iterations", self.iterations, integer=True, minimum=0, maximum=MAX_ITERATIONS,
+                     why="each round costs about one fit")  # fmt: skip
         check_number("ridge", self.ridge, minimum=0)
         check_choice("sampling", self.sampling, SAMPLINGS)
         check_choice("value", self.value, VALUES)

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from interpolators._extension import choose_backend
 from interpolators._registry import register
-from interpolators.base import ConfiguredInterpolator, check_sampling_inputs
+from interpolators.base import ConfiguredInterpolator, check_sampling_inputs, sample_safely
 from interpolators.lstn.config import MIN_SAMPLES, REFERENCE, LSTNConfig
 from interpolators.lstn.eager import hash_normals, lstn_eager
 from interpolators.lstn.operator import lstn_operator
@@ -56,6 +56,8 @@ def lstn_sample(
       contracted with the output gradient over channels; the fit is a constant.
     - Gradient to ``input``: bilinear's at ``p`` only (``c`` is a constant).
 
+    A grid point that is not finite gives NaN and no gradient (:func:`interpolators.base.sample_safely`).
+
     Args:
         input: ``(B, C, H, W)`` image batch.
         grid: ``(B, Ho, Wo, 2)`` sampling points, normalized ``(x, y)`` in ``[-1, 1]``
@@ -83,6 +85,13 @@ def lstn_sample(
     check_sampling_inputs(input, grid)
     if not isinstance(config, LSTNConfig):
         raise TypeError(f"config: expected an LSTNConfig, got {type(config).__name__}")
+    return sample_safely(lambda i, g: _lstn(i, g, config, generator, offsets), input, grid)
+
+
+def _lstn(
+    input: Tensor, grid: Tensor, config: LSTNConfig, generator: torch.Generator | None, offsets: Tensor | None
+) -> Tensor:
+    """:func:`lstn_sample` on a finite grid: the backend's choice, the draw and the call."""
     backend = choose_backend(config.backend, input, "lstn")
     (b, _, h, w), (_, ho, wo, _) = input.shape, grid.shape
     m = config.num_samples - 1
@@ -145,4 +154,4 @@ class LSTN(ConfiguredInterpolator):
     summary = "linearized multi-sampling: least-squares plane over K random samples; its value (bilinear with fixed_bias) and slope as grid gradient"
 
     def sample(self, input: Tensor, grid: Tensor, generator: torch.Generator | None) -> Tensor:
-        return lstn_sample(input, grid, self.config, generator=generator)
+        return _lstn(input, grid, self.config, generator, None)

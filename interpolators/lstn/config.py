@@ -21,6 +21,8 @@ REFERENCE = (
 #: warned about.
 MIN_SAMPLES = 6
 STABLE_SAMPLES = 8
+#: the largest ``num_samples`` accepted: time grows linearly with it (the reference's default is 8)
+MAX_SAMPLES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +30,8 @@ class LSTNConfig:
     """L-STN's hyperparameters (defaults: the reference implementation's).
 
     Args:
-        num_samples: ``K``, the sampling point plus ``K - 1`` random auxiliary points (``K >= 6``; a warning below 8).
+        num_samples: ``K``, the sampling point plus ``K - 1`` random auxiliary points (``6 <= K <= 64``; a warning
+            below 8).
         noise_strength: standard deviation of the first offset term, in half output pixels (``>= 0``).
         push_away: add a second offset term of one input pixel standard deviation.
         fixed_bias: output bilinear's value instead of bilinear's plus the plane's intercept.
@@ -47,7 +50,7 @@ class LSTNConfig:
     backend: Backend = "auto"
 
     def __post_init__(self) -> None:
-        check_number("num_samples", self.num_samples, integer=True)
+        check_number("num_samples", self.num_samples, integer=True, maximum=MAX_SAMPLES, why="time grows with it")
         if self.num_samples < MIN_SAMPLES:
             raise ValueError(
                 f"num_samples: expected at least {MIN_SAMPLES} (with fewer auxiliary points the plane's intercept has "
