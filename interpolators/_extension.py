@@ -139,6 +139,25 @@ def _first_line(err: Exception) -> str:
     return lines[0][:300] if lines else ""
 
 
+def build_info() -> dict[str, object]:
+    """What a run records about the operators: loaded or why not, the build's directory, compiler, flags and
+    target, and the processor's vector extensions (the numbers' provenance)."""
+    try:
+        compiler = _compiler_version()
+    except RuntimeError as err:
+        compiler = str(err)
+    vector = sorted(f for f in _cpu_flags().split() if f.startswith(("avx", "fma", "sse4", "neon", "sve")))
+    return {
+        "loaded": bool(_loaded),
+        "why_not": _why_not or None,
+        "build": str(build_directory()) if _loaded else None,
+        "compiler": compiler,
+        "flags": build_flags(),
+        "march": march(),
+        "cpu_vector_flags": vector,
+    }
+
+
 def on_load(hook: Callable[[], None]) -> None:
     """Run ``hook`` (registering fake kernels and autograd) once the operators are loaded, now if they are."""
     _hooks.append(hook)

@@ -454,3 +454,11 @@ def test_a_failed_build_names_the_compiler_and_auto_falls_back(tmp_path):
     reason, warning = done.stdout.splitlines()[-2:]
     assert "no C++ compiler found" in reason and "no-such-compiler" in reason
     assert warning.startswith("estn: backend='auto' runs the eager path: the C++ operators could not be built")
+
+
+def test_build_info_says_how_the_operators_were_built():
+    info = _extension.build_info()
+    assert info["loaded"] is True and info["why_not"] is None
+    assert f"-march={_extension.march()}" in info["flags"] or platform.machine() not in ("x86_64", "AMD64")
+    assert Path(info["build"]).name.startswith(f"ops-{_extension.march()}-") and info["compiler"]
+    json.dumps(info)
