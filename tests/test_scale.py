@@ -99,13 +99,16 @@ class TestScaleRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestScale()
         cell = next(c for c in suite.cells(cfg) if c.params["scale"] == scale)
-        rows = suite.run_cell(cell, cfg, tmp_path)
-        assert [r["metric"] for r in rows] == ["psnr", "ssim", "align_success", "align_corner_error_median"]
-        assert [r["unit"] for r in rows] == ["dB", "1", "fraction", "px"]
+        rows = suite.run_cell(cell, cfg, tmp_path).rows
+        trials = suite.profile(cfg).settings.trials
+        assert [r["metric"] for r in rows] == ["psnr", "ssim", *["align_success"] * trials, "align_corner_error_median"]
+        assert [r["unit"] for r in rows] == ["dB", "1", *["fraction"] * trials, "px"]
+        assert all(isinstance(r["value"], float) and math.isfinite(r["value"]) for r in rows)
         values = {r["metric"]: r["value"] for r in rows}
-        assert all(isinstance(v, float) and math.isfinite(v) for v in values.values())
-        assert 5 < values["psnr"] < 120 and -1 <= values["ssim"] <= 1
-        assert 0 <= values["align_success"] <= 1 and values["align_corner_error_median"] >= 0
+        assert 5 < values["psnr"] < 120 and -1 <= values["ssim"] <= 1 and values["align_corner_error_median"] >= 0
+        # one success row per trial: 0 or 1, numbered
+        success = [r for r in rows if r["metric"] == "align_success"]
+        assert [r["trial"] for r in success] == list(range(trials)) and {r["value"] for r in success} <= {0.0, 1.0}
 
     def test_same_seed_same_rows(self, tmp_path):
         write_images(tmp_path, count=1)
@@ -113,7 +116,11 @@ class TestScaleRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestScale()
         cell = suite.cells(cfg)[0]
-        assert suite.run_cell(cell, cfg, tmp_path) == suite.run_cell(cell, cfg, tmp_path)
+        first, second = suite.run_cell(cell, cfg, tmp_path), suite.run_cell(cell, cfg, tmp_path)
+        assert first.rows == second.rows
+        assert first.arrays.keys() == second.arrays.keys() == {"warped", "truth", "error", "trajectory"}
+        for name in first.arrays:
+            np.testing.assert_array_equal(first.arrays[name], second.arrays[name])
 
 
 def test_profile_type():
