@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 
@@ -38,10 +39,15 @@ def esc(value: Any) -> str:
 
 
 def png_base64(fig: plt.Figure, dpi: int = 100) -> str:
+    """``fig`` as base64 PNG with a 256-colour palette (plots need no more; a third of the bytes); closes it."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    buffer.seek(0)
+    picture = PILImage.open(buffer).convert("RGB").quantize(256, method=PILImage.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    picture.save(out, format="PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode("ascii")
 
 
 def img_tag(fig: plt.Figure, alt: str) -> str:
@@ -50,19 +56,26 @@ def img_tag(fig: plt.Figure, alt: str) -> str:
 
 
 def picture_png(panel: Image) -> str:
-    """One picture panel as base64 PNG at its own resolution (a one-channel array through ``cmap``)."""
+    """One picture panel as base64 PNG at its own resolution.
+
+    A ``uint8`` array is a picture (0-255, grey or RGB) as it is; any other array is
+    mapped through ``cmap`` from ``vmin`` to ``vmax`` into a 255-colour palette, NaN light grey.
+    """
     array = np.asarray(panel.array)
-    if array.dtype == np.uint8 and (array.ndim == 2 and panel.cmap == "gray" or array.ndim == 3):
-        mode = "L" if array.ndim == 2 else "RGB"
-        picture = PILImage.fromarray(np.ascontiguousarray(array), mode)
+    if array.dtype == np.uint8:
+        picture = PILImage.fromarray(np.ascontiguousarray(array), "L" if array.ndim == 2 else "RGB")
     else:
         values = array.astype(np.float64)
         if values.ndim == 3:
             values = values.mean(axis=-1)
         span = (panel.vmax - panel.vmin) or 1.0
-        rgba = plt.get_cmap(panel.cmap)(np.clip((values - panel.vmin) / span, 0, 1))
-        rgba[~np.isfinite(values)] = (0.85, 0.85, 0.85, 1.0)  # outside the interior: light grey
-        picture = PILImage.fromarray(np.round(rgba[..., :3] * 255).astype(np.uint8), "RGB")
+        finite = np.isfinite(values)
+        index = np.round(np.clip((np.where(finite, values, 0) - panel.vmin) / span, 0, 1) * 254).astype(np.uint8)
+        index[~finite] = 255
+        colours = plt.get_cmap(panel.cmap)(np.linspace(0, 1, 255))[:, :3]
+        palette = np.vstack([colours, [0.85, 0.85, 0.85]])  # 255: outside the interior, light grey
+        picture = PILImage.fromarray(index, "P")
+        picture.putpalette(np.round(palette * 255).astype(np.uint8).ravel().tolist())
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -133,10 +146,7 @@ def _draw_lines(ax: plt.Axes, panel: Lines, palette: dict[str, Any]) -> None:
         if panel.hline_label:
             ax.annotate(panel.hline_label, (0.99, panel.hline), xycoords=("axes fraction", "data"),
                         ha="right", va="bottom", fontsize=7)
-    if panel.xlog:
-        ax.set_xscale("log")
-    if panel.ylog:
-        ax.set_yscale("log")
+    log_axes(ax, panel.xlog, panel.ylog)
     ax.set_xlabel(panel.xlabel, fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.set_title(panel.title, fontsize=9)
@@ -144,14 +154,20 @@ def _draw_lines(ax: plt.Axes, panel: Lines, palette: dict[str, Any]) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def log_axes(ax: plt.Axes, xlog: bool, ylog: bool) -> None:
+    """Log axes with plain tick labels (``0.5``, ``2``, not ``5 x 10^-1``)."""
+    for log, axis, scale in ((xlog, ax.xaxis, ax.set_xscale), (ylog, ax.yaxis, ax.set_yscale)):
+        if log:
+            scale("log")
+            axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _draw_points(ax: plt.Axes, panel: Points, palette: dict[str, Any]) -> None:
     for label, x, y in panel.points:
         ax.scatter([x], [y], color=palette.get(label, "C0"), s=30, zorder=3, label=label)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if panel.xlog:
-        ax.set_xscale("log")
-    if panel.ylog:
-        ax.set_yscale("log")
+    log_axes(ax, panel.xlog, panel.ylog)
     ax.set_xlabel(panel.xlabel, fontsize=8)
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.set_title(panel.title, fontsize=9)

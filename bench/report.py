@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench import stats  # noqa: E402
-from bench.figures import esc, img_tag, section_html  # noqa: E402
+from bench.figures import esc, img_tag, log_axes, section_html  # noqa: E402
 from bench.stats import REPLICATE_COLUMNS, GroupStats, Verdict  # noqa: E402
 from bench.store import REPORT_FILE, RunStore, atomic_write_text  # noqa: E402
 from suites.base import Metric, Option, ReportData, RunConfig  # noqa: E402
@@ -68,8 +69,12 @@ _FIXED_COLUMNS = ("suite", "interpolator", "hparams", "seed", "metric", "value",
 _FACET = "facet"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<", ">")
 
+STATISTICS_SHORT = (
+    "± and error bars: the 95% Student-t interval of the mean over units (seeds × images × trials). Verdict: the "
+    "best against the runner-up, paired t-test over shared units, α = 0.05; ties listed together."
+)
 STATISTICS_NOTE = (
-    "How to read the numbers. Every ± in the tables and every error bar in the plots is the 95% Student-t "
+    "Every ± in the tables and every error bar in the plots is the 95% Student-t "
     "confidence interval of the mean over the units of the measurement (seeds × images, × alignment trials where "
     "a metric has them): mean ± t(0.975, n − 1) · s / √n, the interval summary.csv holds. A verdict compares the "
     "best method with the runner-up by a paired t-test over the units both share (every method sees the same "
@@ -264,9 +269,8 @@ def metric_plot(
             _lines(ax, sub, names, x_param, palette, ticks, log_x)
         else:
             _bars(ax, sub, names, palette)
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_ylabel(spec.label + unit, fontsize="small")
+        log_axes(ax, False, log_y)
+        ax.set_ylabel(textwrap.fill(spec.label + unit, 34), fontsize="small")
         ax.set_xlabel(x_label or x_param or "", fontsize="small")
         ax.set_title("" if level is None else str(level), fontsize="medium")
         ax.grid(True, alpha=0.3)
@@ -279,7 +283,7 @@ def metric_plot(
         ]
         fig.legend(handles=handles, title="interpolator", loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     arrow = {"higher": "  (higher is better ↑)", "lower": "  (lower is better ↓)"}.get(spec.better or "", "")
-    fig.suptitle(spec.label + unit + arrow)
+    fig.suptitle(textwrap.fill(spec.label + unit + arrow, 70))
     fig.tight_layout()
     return fig
 
@@ -545,15 +549,26 @@ def verdict_table_html(spec: SuiteSpec, pairs: list[tuple[MetricView, Verdict]],
                 if math.isfinite(v.stats[v.runner_up].mean) and v.stats[v.runner_up].mean != 0 \
                         and not v.stats[v.runner_up].all_exact:
                     diff += f" ({d.diff / abs(v.stats[v.runner_up].mean):+.0%})"
-            p = f"{stats.format_p(d.p)}, " if math.isfinite(d.p) else ""
-            verdict = '<span class="sig">significant</span>' if d.significant else '<span class="nsig">not significant</span>'
-            test = f"{verdict}: {esc(p)}{esc(d.test)}, n = {esc(d.n)}"
-        cells = [esc(measure), *([esc(where)] if show_x else []), lead, runner, esc(diff), test]
+            test = _test_html(d)
+        cells = [f'<span title="{esc(s.doc)}">{esc(measure)}</span>', *([esc(where)] if show_x else []), lead, runner,
+                 esc(diff), test]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (
         '<table class="verdicts"><tr>' + "".join(f'<th class="text">{h}</th>' for h in head) + "</tr>"
         + "".join(rows) + "</table>"
     )
+
+
+def _test_html(d: stats.Difference) -> str:
+    """The test cell of a verdict: significant or not, and by which test (or why none)."""
+    if d.test in (stats.PAIRED, stats.WELCH):
+        word = '<span class="sig">significant</span>' if d.significant else '<span class="nsig">not significant</span>'
+        return f"{word}: {esc(stats.format_p(d.p))}, {esc(d.test)}, n = {esc(d.n)}"
+    if d.significant:  # deterministic, or an exact match against inexact values
+        return f'<span class="sig">certain</span>: {esc(d.test)}'
+    if d.test in ("equal", "both exact"):
+        return f'<span class="nsig">tie</span>: {esc("equal values" if d.test == "equal" else d.test)}'
+    return f'<span class="nsig">no test</span>: {esc(d.test)} (n = {esc(d.n)})'
 
 
 # --- sections ----------------------------------------------------------------------------------------------
@@ -639,9 +654,10 @@ def suite_section(spec: SuiteSpec, frame: pd.DataFrame, views: list[MetricView],
             parts.append(img_tag(figure, f"{name}: {view.metric}"))
             define = f" {spec.x_name}: {spec.x_doc}" if spec.x_doc else ""
             bold = " Bold: the best, and those not significantly different from it." if view.verdicts else ""
+            doc = f"{view.spec.label[:1].upper()}{view.spec.label[1:]}: {view.spec.doc}. " if view.spec.doc else ""
             parts.append(
-                f'<p class="caption">Mean over {esc(_units_caption(view))}; ± and error bars: 95% t-interval.'
-                f"{esc(bold)}{esc(define)}</p>"
+                f'<p class="caption">{esc(doc)}Mean over {esc(_units_caption(view))}; ± and error bars: 95% '
+                f"t-interval.{esc(bold)}{esc(define)}</p>"
             )
             parts.append(table_html(metric_table(view.rows, spec.x_param, view.facets, view.spec, best)))
         parts.append("<h3>Hyperparameters</h3>")
@@ -653,7 +669,8 @@ def glance_html(specs: list[SuiteSpec], views: dict[str, list[MetricView]], sect
                 palette: dict[str, Any]) -> str:
     """The opening: how to read the numbers, then per suite the headline verdicts and its glance pictures."""
     parts = ['<div class="glance" id="glance"><h2 style="margin-top:.3em">At a glance</h2>',
-             f'<p class="caption">{esc(STATISTICS_NOTE)}</p>']
+             f'<details class="caption"><summary>{esc(STATISTICS_SHORT)}</summary><p>{esc(STATISTICS_NOTE)}</p>'
+             "</details>"]
     for spec in specs:
         if not views.get(spec.name):
             continue

@@ -52,6 +52,8 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 #: a difference this small relative to the larger mean is a tie (floating-point noise)
 TIE_TOLERANCE = 1e-9
+#: the outcomes of :func:`compare_groups` that test nothing (a method they leave behind is not "tied")
+UNTESTED = frozenset({"no data", "one measurement a side", "some exact, not tested"})
 
 PAIRED = "paired t"
 WELCH = "Welch t"
@@ -185,7 +187,7 @@ def compare_groups(a: Any, b: Any, metric: Metric | None = None) -> Difference:
         p = float(stats.ttest_rel(b.to_numpy(), a.to_numpy()).pvalue)
         return result(diff, diff - half, diff + half, p, PAIRED, p < ALPHA)
     if n_a < 2 or n_b < 2:
-        return result(diff, math.nan, math.nan, math.nan, "n = 1, no test", False)
+        return result(diff, math.nan, math.nan, math.nan, "one measurement a side", False)
     va, vb = float(a.var(ddof=1)), float(b.var(ddof=1))
     se2 = va / n_a + vb / n_b
     if math.sqrt(se2) <= TIE_TOLERANCE * abs(diff):
@@ -240,7 +242,8 @@ class Verdict:
     """Which methods are best in one group of a metric (one swept value, one facet), and by how much.
 
     ``ranking`` runs best first (exact matches before the rest); ``best`` holds the
-    leader and every method not significantly different from it; ``versus`` is the
+    leader and every method a test found not significantly different from it (an
+    untested one, e.g. a single measurement, is not counted as tied); ``versus`` is the
     leader's difference from the runner-up (leader minus runner-up).
     """
 
@@ -303,7 +306,7 @@ def verdicts(
         order = sorted(values, key=lambda name: (not stats[name].all_exact, -sign * stats[name].mean))
         leader = order[0]
         diffs = {name: compare_groups(values[name], values[leader], spec) for name in order[1:]}
-        best = (leader, *(name for name in order[1:] if not diffs[name].significant))
+        best = (leader, *(n for n in order[1:] if not diffs[n].significant and diffs[n].test not in UNTESTED))
         facet = ", ".join(f"{c}={where[c]}" for c in facets if c in where) or None
         out.append(
             Verdict(metric, where.get(x_param), facet, tuple(order), best, stats,

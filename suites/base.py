@@ -42,8 +42,9 @@ class Metric:
     """What a metric means, for the report: a plain-words label, the unit shown, which way is better.
 
     Attributes:
-        label: plain words, e.g. ``"median corner error"``.
+        label: plain words, short, e.g. ``"median corner error"``.
         unit: the unit as shown, e.g. ``"input px"`` (the rows' ``unit`` stays what they say).
+        doc: what it measures, one sentence for the captions (e.g. the success threshold).
         better: ``"higher"``, ``"lower"``, or ``None`` for a descriptive number (no verdict).
         exact: a value that stands for an exact match (PSNR's ceiling for ``inf``, SSIM's 1): the
             report writes "exact" and plots such points as markers on the axis' edge, not as values.
@@ -57,6 +58,7 @@ class Metric:
     exact: float | None = None
     log: bool = False
     deterministic: bool = False
+    doc: str = ""
 
     def __post_init__(self) -> None:
         if self.better not in ("higher", "lower", None):
@@ -120,10 +122,10 @@ class Option:
         raw = text.strip()
         if self.kind in _SCALAR:
             parts = [p.strip() for p in raw.strip("[]").split(",") if p.strip()]
-            return self.check([_parse_scalar(p, _SCALAR[self.kind], where) for p in parts], where)
+            return self.check([_parse_scalar(p, _SCALAR[self.kind], where, self.type_name) for p in parts], where)
         if self.kind in ("folder", "run"):
             return self.check(raw, where)
-        return self.check(_parse_scalar(raw, self.kind, where), where)
+        return self.check(_parse_scalar(raw, self.kind, where, self.type_name), where)
 
     def check(self, value: Any, where: str) -> Any:
         """``value`` (as Python or TOML gives it) checked against the kind; returns it in JSON form."""
@@ -161,7 +163,7 @@ class Option:
         return value
 
 
-def _parse_scalar(text: str, kind: str, where: str) -> Any:
+def _parse_scalar(text: str, kind: str, where: str, expected: str) -> Any:
     if kind == "bool":
         if text.lower() in ("true", "1", "yes"):
             return True
@@ -176,7 +178,7 @@ def _parse_scalar(text: str, kind: str, where: str) -> Any:
             pass
     elif kind == "str":
         return text
-    raise ValueError(f"{where}: expected {Option(kind).type_name}, got {text!r}")
+    raise ValueError(f"{where}: expected {expected}, got {text!r}")
 
 
 @dataclasses.dataclass

@@ -611,7 +611,7 @@ def coverage_figure(maps, names: list[str], factors: list[int], image: str, stri
         coverage = arrays["coverage"]
         inside = coverage != OUTSIDE
         share = float((coverage == COVERED).sum() / max(1, inside.sum()))
-        return Image(coverage, cmap="gray", vmin=0, vmax=2, note=f"{share:.2f} covered")
+        return Image(coverage.astype(np.float32), cmap="gray", vmin=0, vmax=2, note=f"{share:.2f} covered")
 
     return Figure(
         panels=_grid(maps, names, factors, strip, panel),

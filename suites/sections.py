@@ -37,8 +37,9 @@ class Table:
 class Image:
     """A picture ``(H, W)`` or ``(H, W, 3)`` shown pixel for pixel (no smoothing).
 
-    ``cmap``, ``vmin`` and ``vmax`` map a one-channel array to colours (``NaN`` is
-    drawn as the background: outside the interior); ``note`` is written under it.
+    A ``uint8`` array is shown as it is (0-255, grey or RGB: see :func:`to_uint8`); any
+    other array is mapped through ``cmap`` from ``vmin`` to ``vmax`` (``NaN`` is drawn as
+    the background: outside the interior). ``note`` is written under it.
     """
 
     array: Any

@@ -447,6 +447,26 @@ BAD_INPUT = {
     "resume non-run": (["run", "--resume", "empty"], ["--resume", "not a run folder", "no meta.json"]),
     "resume missing": (["run", "--resume", "nowhere"], ["--resume", "nowhere is not a folder"]),
     "report non-run": (["report", "empty"], ["not a run folder"]),
+    "malformed option": (["run", "--suite", "fake", "--option", "levels=3"], ["expected SUITE.KEY=VALUE"]),
+    "option of unknown suite": (["run", "--suite", "fake", "--option", "nope.x=1"], ["unknown suite 'nope'"]),
+    "option of unselected suite": (
+        ["run", "--suite", "fake", "--option", "fakebar.levels=1"],
+        ["'fakebar' is not among the selected suites"],
+    ),
+    "unknown option": (["run", "--suite", "fake", "--option", "fake.nope=1"], ["no option 'nope'", "'levels'"]),
+    "option of the wrong type": (
+        ["run", "--suite", "fake", "--option", "fake.levels=1,two"],
+        ["--option fake.levels", "comma-separated integers", "'two'"],
+    ),
+    "option below its minimum": (
+        ["run", "--suite", "fake", "--option", "fake.scale_noise=-1"],
+        ["--option fake.scale_noise", ">= 0", "-1"],
+    ),
+    "missing config file": (["run", "--config", "nowhere.toml"], ["--config nowhere.toml", "expected a TOML file"]),
+    "config with an unknown key": (["run", "--config", "bad-key.toml"], ["unknown key(s) ['suite']"]),
+    "config that is not TOML": (["run", "--config", "not.toml"], ["not valid TOML"]),
+    "config with a bad hparam": (["run", "--config", "bad-set.toml"], ["no hyperparameter 'nope'"]),
+    "dry run of a bad option": (["run", "--suite", "fake", "--option", "fake.levels=0", "--dry-run"], [">= 1"]),
     "compare non-run": (["compare", "empty", "full"], ["RUN_A", "not a run folder"]),
     "unknown command": (["frobnicate"], ["invalid choice: 'frobnicate'"]),
     "no command": ([], ["required: COMMAND"]),
@@ -458,6 +478,9 @@ def test_bad_input_exits_2_and_writes_nothing(fake_suites, capsys, argv, expecte
     (fake_suites / "empty").mkdir()
     (fake_suites / "full").mkdir()
     (fake_suites / "full" / "x.txt").write_text("x")
+    (fake_suites / "bad-key.toml").write_text('suite = "fake"\n')
+    (fake_suites / "not.toml").write_text("suites = [fake\n")
+    (fake_suites / "bad-set.toml").write_text('suites = "fake"\n[set.bilinear]\nnope = 1\n')
     before = snapshot(fake_suites) | {"dirs": sorted(str(p) for p in fake_suites.rglob("*"))}
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -501,6 +524,56 @@ def test_cuda_without_cuda_exits_2(fake_suites, capsys, monkeypatch):
     assert not (fake_suites / "runs").exists()
 
 
+class TestOptionsAndConfig:
+    def test_option_reaches_the_suite(self, fake_suites, capsys):
+        code, _, err = run_cli(capsys, "run", *QUICK, "--option", "fake.levels=1,4", "--out", "run")
+        assert code == 0, err
+        config = RunStore.open("run").config()
+        assert config.suite_options == {"fake": {"levels": [1, 4]}} and config.options == {}
+        assert sorted(pd.read_csv("run/results.csv")["level"].unique()) == [1, 4]
+
+    def test_config_file_and_flags_over_it(self, fake_suites, capsys):
+        (fake_suites / "imgs").mkdir()
+        Path("run.toml").write_text(
+            'suites = ["fake"]\ninterpolators = "bilinear,nearest"\nprofile = "quick"\nseeds = 1\nimages = "imgs"\n'
+            "[set.bilinear]\npadding_mode = \"border\"\n[option.fake]\nlevels = [1, 2]\nscale_noise = 0.5\n"
+        )
+        code, _, err = run_cli(capsys, "run", "--config", "run.toml", "--option", "fake.levels=4", "--seeds", "2",
+                               "--out", "run", "--no-progress")
+        assert code == 0, err
+        config = RunStore.open("run").config()
+        assert config.suites == ("fake",) and config.profile == "quick" and config.seeds == 2  # the flag wins
+        assert config.interpolators == {"bilinear": {"padding_mode": "border"}, "nearest": {}}
+        assert config.suite_options == {"fake": {"levels": [4], "scale_noise": 0.5}}
+        assert config.options == {"images": str((fake_suites / "imgs").resolve())}  # relative to the file
+
+    def test_dry_run_prints_the_plan_and_writes_nothing(self, fake_suites, capsys):
+        before = snapshot(fake_suites)
+        code, out, _ = run_cli(capsys, "run", *QUICK, "--option", "fake.levels=1,2,4", "--dry-run")
+        assert code == 0 and snapshot(fake_suites) == before and not (fake_suites / "runs").exists()
+        assert "dry run (nothing is written)" in out
+        assert "fake" in out and "12 cells" in out and "2 interpolators x 3 level x 2 seeds" in out
+        assert "? (no estimate)" in out  # the fake suite has no time estimate
+
+    def test_dry_run_of_the_main_job_estimates_its_time(self, tmp_path, capsys, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        code, out, _ = run_cli(capsys, "run", "--suite", "scale,cost", "--interpolators", "bilinear,lstn",
+                               "--dry-run", "--device", "cpu")
+        assert code == 0 and list(tmp_path.iterdir()) == []
+        assert "scale         30 cells" in out and "cost          16 cells" in out
+        seconds = [float(m) for m in re.findall(r"~(\d+(?:\.\d+)?) s", out)]
+        assert len(seconds) == 3 and seconds[-1] == pytest.approx(seconds[0] + seconds[1], abs=1)
+
+    def test_dry_run_of_a_resume_counts_what_is_left(self, fake_suites, capsys, reference_run):
+        (reference_run / "cells" / next(p.name for p in (reference_run / "cells").glob("*.json"))).unlink()
+        code, out, _ = run_cli(capsys, "run", "--resume", str(reference_run), "--dry-run")
+        assert code == 0 and "resume" in out and "1 cells (7 done)" in out
+
+    def test_list_shows_the_suites_options(self, fake_suites, capsys):
+        code, out, _ = run_cli(capsys, "list")
+        assert code == 0 and "--option fake.levels=...  comma-separated integers >= 1: the zoom levels" in out
+
+
 class TestResumeGuards:
     @pytest.mark.parametrize(
         ("extra", "expected"),
@@ -511,6 +584,7 @@ class TestResumeGuards:
             (["--set", "bilinear.padding_mode=border"], "interpolators: run has"),
             (["--suite", "fakebar"], "suites: run has ['fake']"),
             (["--dataset", "ramp"], "options: run has {}"),
+            (["--option", "fake.levels=1"], "suite_options: run has {}"),
             (["--out", "elsewhere"], "stays in its folder"),
         ],
     )
