@@ -320,3 +320,31 @@ class TestSuite:
         cell = Cell(suite="gradients", interpolator="nearest", hparams={}, params={"factor": 1, "image": "camera"})
         rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path).rows}
         assert rows["direction_accuracy"] == 0.0 and rows["grad_cosine"] == 0.0
+
+
+class TestPictures:
+    """The coverage map and the direction field a picture cell keeps match the cell's own numbers."""
+
+    @pytest.mark.parametrize("name", ["bilinear", "estn", "nearest"])
+    def test_maps_match_the_metrics(self, name, tmp_path):
+        config = _config(names=(name,))
+        cell = Cell(suite="gradients", interpolator=name, hparams={}, params={"factor": 4, "image": "camera"})
+        result = G.GradientsSuite().run_cell(cell, config, tmp_path)
+        rows = {r["metric"]: r["value"] for r in result.rows}
+        profile = G.GradientsSuite().profile(config)
+        coverage = result.arrays["coverage"]
+        n = min(profile.crop, 512 // G.DOWNSAMPLE)
+        assert coverage.shape == (n, n) and coverage.dtype == np.uint8 and set(np.unique(coverage)) <= {0, 1, 2}
+        inside = coverage != G.OUTSIDE
+        assert (coverage == G.COVERED).sum() / inside.sum() == pytest.approx(rows["nonzero_grad_fraction"])
+        theta, out = G.downsampling_warp(4, n)
+        np.testing.assert_array_equal(inside, G.warped_region(theta, (n, n), out)[0, 0].numpy())
+        offsets, directions = (result.arrays[k].astype(np.float64) for k in ("offsets_px", "directions"))
+        assert offsets.shape == directions.shape == (profile.grid**2 - (profile.grid % 2), 2)
+        assert np.abs(offsets).max() == pytest.approx(profile.radius, rel=1e-3)
+        norms = np.linalg.norm(directions, axis=1)
+        assert np.allclose(norms[norms > 0], 1.0, atol=2e-3)
+        toward = (directions * -offsets).sum(axis=1) > 0
+        assert toward.mean() == pytest.approx(rows["direction_accuracy"])
+        if name == "nearest":
+            assert (norms == 0).all()  # no gradient to the grid
