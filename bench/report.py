@@ -147,7 +147,8 @@ def suite_spec(name: str, info: dict[str, Any]) -> SuiteSpec:
     try:
         suite = suites.get(name)
     except Exception:  # noqa: BLE001  a suite that does not import here: what the run recorded
-        metrics = {k: Metric(**v) for k, v in (info.get("metrics") or {}).items()}
+        fields = {f.name for f in dataclasses.fields(Metric)}
+        metrics = {k: Metric(**{f: x for f, x in v.items() if f in fields}) for k, v in (info.get("metrics") or {}).items()}
         return SuiteSpec(name, info.get("summary", ""), info.get("x_param"), info.get("x_symbol"),
                          info.get("x_doc", ""), dict(info.get("headline") or {}), metrics)
     return SuiteSpec(name, suite.summary, suite.x_param, suite.x_symbol, suite.x_doc, dict(suite.headline),
