@@ -1,7 +1,14 @@
-"""The benchmark harness: command line (``python -m bench``), runner, result store and report.
+"""The benchmark harness: notebook API, command line (``python -m bench``), runner, result store and report.
 
-- :mod:`bench.cli`: ``list``, ``run``, ``report`` and ``compare``.
-- :mod:`bench.runner`: runs a suite's cells one by one into a run folder, resumably.
-- :mod:`bench.store`: the run folder (one JSON file per cell, ``meta.json``, ``results.csv``, ``summary.csv``).
-- :mod:`bench.report`: the self-contained ``report.html``.
+- :mod:`bench.api`: ``bench.run(suites=..., interpolators=..., **options) -> Run`` and ``bench.load(RUN_DIR)``.
+- :mod:`bench.cli`: ``list``, ``run``, ``report`` and ``compare``, a layer over :mod:`bench.api`.
+- :mod:`bench.runner`: runs a plan's cells into a run folder, resumably.
+- :mod:`bench.store`: the run folder (one JSON file per cell and its arrays, ``meta.json``, ``results.csv``,
+  ``summary.csv``).
+- :mod:`bench.stats`: the interval and the test every table, verdict and comparison uses.
+- :mod:`bench.report` and :mod:`bench.figures`: the self-contained ``report.html``.
 """
+
+from bench.api import Run, UsageError, load, run
+
+__all__ = ["Run", "UsageError", "load", "run"]

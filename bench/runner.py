@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 import interpolators
 import suites
 from bench.environment import environment
-from bench.store import REPORT_FILE, CellRecord, RunStore, to_jsonable
-from suites.base import Cell, RunConfig, Suite
+from bench.store import MAX_ARRAY_BYTES, REPORT_FILE, CellRecord, RunStore, to_jsonable
+from suites.base import Cell, CellResult, RunConfig, Suite
 
 #: ``meta.json`` layout version
 META_FORMAT = 1
@@ -126,6 +126,31 @@ def check_rows(rows: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def check_arrays(arrays: Any) -> dict[str, np.ndarray]:
+    """A cell's arrays as numpy arrays; raises :class:`CellError` for bad names, object arrays or too many bytes.
+
+    Names must be identifiers; the total may not exceed ``MAX_ARRAY_BYTES`` (1 MiB).
+    """
+    if not isinstance(arrays, dict):
+        raise CellError(f"CellResult.arrays: expected a dict of name -> array, got {type(arrays).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise CellError(f"CellResult.arrays: names must be identifiers, got {name!r}")
+        array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if array.dtype.kind not in "biuf":
+            raise CellError(f"CellResult.arrays[{name!r}]: expected a numeric or bool array, got dtype {array.dtype}")
+        out[name] = array
+    total = sum(a.nbytes for a in out.values())
+    if total > MAX_ARRAY_BYTES:
+        sizes = ", ".join(f"{k} {a.shape} {a.dtype}" for k, a in out.items())
+        raise CellError(
+            f"CellResult.arrays: {total} bytes, more than the {MAX_ARRAY_BYTES} a cell may store ({sizes}); "
+            "crop, downscale or store uint8/float16"
+        )
+    return out
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and ``random`` with ``seed``."""
     torch.manual_seed(seed)
@@ -138,10 +163,15 @@ def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellR
     hparams = full_hparams(cell)
     started, t0 = now(), time.perf_counter()
     rows: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
     error = None
     try:
         seed_everything(cell.seed)
-        rows = check_rows(suite.run_cell(cell, config, run_dir))
+        output = suite.run_cell(cell, config, run_dir)
+        if isinstance(output, CellResult):
+            arrays = check_arrays(output.arrays)
+            output = output.rows
+        rows = check_rows(output)
     except Exception as err:  # noqa: BLE001  any error of a cell is recorded, and the run goes on
         if isinstance(err, CellError) and len(err.args) > 1:
             rows = err.args[1]  # keep the rows of a NaN cell: they show which metric broke
@@ -156,6 +186,8 @@ def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellR
         started=started,
         finished=now(),
         duration_s=round(time.perf_counter() - t0, 6),
+        arrays=tuple(arrays) if error is None else (),
+        array_data=arrays if error is None else None,
     )
 
 
@@ -169,6 +201,10 @@ def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[s
             name: {
                 "summary": suite.summary,
                 "x_param": suite.x_param,
+                "x_symbol": suite.x_symbol,
+                "x_doc": suite.x_doc,
+                "headline": suite.headline,
+                "metrics": {metric: spec.to_json() for metric, spec in suite.metrics.items()},
                 "class": f"{type(suite).__module__}.{type(suite).__qualname__}",
             }
             for name, suite in plan.suites.items()

@@ -5,8 +5,9 @@ Layout of a run folder::
     RUN/
       meta.json          versions, device, threads, git commit, config, planned cell keys, times
       cells/<key>.json   one file per finished cell (status "ok" or "failed"), written atomically
+      cells/<key>.npz    the arrays a cell returned (pictures, trajectories), if any, written before the .json
       results.csv        every row of every OK cell, tidy long format
-      summary.csv        n, mean, std and the 95% t-interval of ``value`` per group
+      summary.csv        n, mean, std and the 95% t-interval of ``value`` per group (units pooled)
       report.html        the self-contained report (:mod:`bench.report`)
 
 The cell files are the source of truth: ``results.csv``, ``summary.csv`` and
@@ -26,8 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from bench.stats import CONFIDENCE, replicate_columns, t_quantile  # noqa: F401  (t_quantile: re-exported)
 from suites.base import Cell, RunConfig
 
 META_FILE = "meta.json"
@@ -40,7 +43,8 @@ REPORT_FILE = "report.html"
 ID_COLUMNS = ("suite", "interpolator", "hparams")
 ROW_COLUMNS = ("seed", "metric", "value", "unit")
 SUMMARY_STATS = ("n", "mean", "std", "ci_low", "ci_high")
-CONFIDENCE = 0.95
+#: the most bytes of arrays one cell may store (a cell that returns more fails, saying so)
+MAX_ARRAY_BYTES = 1 << 20
 
 
 class NotARunError(ValueError):
@@ -80,12 +84,17 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as a compressed ``.npz`` to ``path`` atomically (``numpy.savez_compressed``)."""
+    _atomic_write(path, lambda f: np.savez_compressed(f, **arrays), binary=True)
+
+
+def _atomic_write(path: Path, write, binary: bool = False) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -109,6 +118,8 @@ class CellRecord:
         rows: the rows ``run_cell`` returned (kept for a failed cell when it returned any, e.g. NaNs).
         error: for a failed cell, the error and a traceback summary.
         started, finished: ISO 8601 local times; ``duration_s``: seconds the cell ran.
+        arrays: the names of the arrays stored beside the record (``cells/<key>.npz``), and
+            ``array_data`` the arrays themselves until the store writes them.
     """
 
     cell: Cell
@@ -119,6 +130,8 @@ class CellRecord:
     started: str
     finished: str
     duration_s: float
+    arrays: tuple[str, ...] = ()
+    array_data: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -138,6 +151,7 @@ class CellRecord:
             "started": self.started,
             "finished": self.finished,
             "duration_s": self.duration_s,
+            "arrays": list(self.arrays),
             "rows": self.rows,
         }
 
@@ -152,6 +166,7 @@ class CellRecord:
             started=data["started"],
             finished=data["finished"],
             duration_s=data["duration_s"],
+            arrays=tuple(data.get("arrays", ())),
         )
 
 
@@ -219,10 +234,29 @@ class RunStore:
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
 
+    def arrays_path(self, key: str) -> Path:
+        return self.cells_dir / f"{key}.npz"
+
     def write_cell(self, record: CellRecord) -> None:
-        """Store one finished cell (replacing an earlier record of the same cell, e.g. a failed one)."""
+        """Store one finished cell (replacing an earlier record of the same cell, e.g. a failed one).
+
+        Its arrays (``record.array_data``) go first, to ``cells/<key>.npz``: the record, written
+        last, is what marks the cell finished, so a crash between the two leaves a cell to re-run.
+        """
         self.cells_dir.mkdir(exist_ok=True)
+        if record.array_data:
+            atomic_write_arrays(self.arrays_path(record.key), record.array_data)
+        elif self.arrays_path(record.key).exists():
+            self.arrays_path(record.key).unlink()  # a re-run cell that no longer stores arrays
         atomic_write_json(self.cell_path(record.key), record.to_json())
+
+    def read_arrays(self, key: str) -> dict[str, np.ndarray]:
+        """The arrays cell ``key`` stored (``{}`` when it stored none)."""
+        path = self.arrays_path(key)
+        if not path.is_file():
+            return {}
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
 
     def read_cells(self) -> dict[str, CellRecord]:
         """Every stored cell by key: the planned ones in plan order, then any others by key.
@@ -305,23 +339,14 @@ def _all_int(values) -> bool:
 
 
 def summary_keys(frame: pd.DataFrame) -> list[str]:
-    """The group columns of a results frame: every column but ``seed`` and ``value``."""
-    return [c for c in frame.columns if c not in ("seed", "value")]
-
-
-def t_quantile(p: float, dof: float) -> float:
-    """The ``p`` quantile of Student's t distribution with ``dof`` degrees of freedom.
-
-    >>> round(t_quantile(0.975, 2), 4)  # the t table's two-sided 95% value for n = 3
-    4.3027
-    """
-    from scipy.stats import t
-
-    return float(t.ppf(p, dof))
+    """The group columns of a results frame: every column but ``value`` and the units' (:mod:`bench.stats`)."""
+    units = set(replicate_columns(frame))
+    return [c for c in frame.columns if c != "value" and c not in units]
 
 
 def summarize(results: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Per group (every column but ``seed`` and ``value``): n, mean, std and the t-interval of the mean.
+    """Per group (every column but ``value``, ``seed`` and the other unit columns such as ``image``):
+    n, mean, std and the t-interval of the mean.
 
     With ``n`` values of mean ``m`` and sample standard deviation ``s``
     (``ddof=1``) the interval is ``m -+ t_{(1+confidence)/2, n-1} * s / sqrt(n)``;

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.geometry.conversions import angle_to_rotation_matrix
@@ -38,9 +39,10 @@ from torch import Tensor
 
 import interpolators
 from interpolators import Interpolator
-from suites.base import Cell, RunConfig, Suite
+from suites.base import Cell, CellResult, Metric, Option, ReportData, RunConfig, Suite
 from suites.images import cached_image, image_names
 from suites.render import area_downsample, interior_mask, render_affine, supersample_for
+from suites.sections import Figure, Image, Lines, Note, Section, Series, to_uint8
 
 Sampler = Callable[..., Tensor]
 
@@ -185,13 +187,19 @@ def fidelity(sampler: Sampler, source: Tensor, input: Tensor, theta: Tensor, out
     Returns:
         ``{"psnr": dB, "ssim": 1}`` on the interior (footprints at least 1 input px inside).
     """
+    pred, target, mask = fidelity_images(sampler, source, input, theta, out_size, generator)
+    return {"psnr": masked_psnr(pred, target, mask), "ssim": masked_ssim(pred, target, mask)}
+
+
+def fidelity_images(sampler: Sampler, source: Tensor, input: Tensor, theta: Tensor, out_size: tuple[int, int],
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """What :func:`fidelity` compares: the warp ``(1, C, Ho, Wo)``, its ground truth and the interior ``(1, 1, Ho, Wo)``."""
     theta = theta.to(input.dtype)
     grid = F.affine_grid(theta, [theta.shape[0], input.shape[1], *out_size], align_corners=False)
     with torch.no_grad():
         pred = call_sampler(sampler, input, grid, generator)
         target = ground_truth(source, theta, out_size)
-    mask = interior_mask(theta, tuple(input.shape[-2:]), out_size)
-    return {"psnr": masked_psnr(pred, target, mask), "ssim": masked_ssim(pred, target, mask)}
+    return pred, target, interior_mask(theta, tuple(input.shape[-2:]), out_size)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -281,6 +289,25 @@ def align(
 ) -> Tensor:
     """Run ``settings.trials`` alignment trials in one batch; returns their final corner errors ``(B,)``, input px.
 
+    The last row of :func:`align_trajectory` (same arguments).
+    """
+    return align_trajectory(sampler, source, input, scale, angle, settings, generator, dtype, sampler_generator)[-1]
+
+
+def align_trajectory(
+    sampler: Sampler,
+    source: Tensor,
+    input: Tensor,
+    scale: float,
+    angle: float,
+    settings: AlignmentSettings,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    sampler_generator: torch.Generator | None = None,
+) -> Tensor:
+    """Run ``settings.trials`` alignment trials in one batch; returns the corner errors before the first
+    step and after each: ``(steps + 1, B)``, input px.
+
     The base warp is the similarity (``scale``, ``angle``, no translation) of a
     centred square of ``min(window, max_output * scale)`` input pixels, output
     ``round(side / scale)`` pixels a side.
@@ -325,6 +352,12 @@ def align(
     delta = torch.zeros(b, 2, 3, dtype=dtype, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([delta], lr=settings.lr)
     base, unit = theta_base.to(dtype), unit.to(dtype)
+
+    def error_now() -> Tensor:
+        with torch.no_grad():
+            return corner_error((base + unit * delta).to(torch.float64), theta_true, (h, w))
+
+    errors = [error_now()]
     for _ in range(settings.steps):
         theta = base + unit * delta
         grid = F.affine_grid(theta, [b, 1, *out_size], align_corners=False)
@@ -333,9 +366,8 @@ def align(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    with torch.no_grad():
-        theta = (base + unit * delta).to(torch.float64)
-    return corner_error(theta, theta_true, (h, w))
+        errors.append(error_now())
+    return torch.stack(errors)
 
 
 def alignment_output_size(scale: float, settings: AlignmentSettings) -> tuple[int, int]:
@@ -375,6 +407,24 @@ def source_and_input(image: Tensor, downsample: int) -> tuple[Tensor, Tensor]:
 DOWNSAMPLE = 4
 #: reported PSNR ceiling: an exact reproduction (PSNR = inf) is reported as this many dB
 PSNR_CEILING_DB = 120.0
+#: the pictures keep at most this many output pixels a side (the centre of the output)
+PICTURE_SIDE = 64
+#: alignment trajectories kept per picture cell (the first trials)
+TRAJECTORIES = 8
+
+#: what each metric of the scale and rotation suites means
+METRICS = {
+    "psnr": Metric("PSNR against the ground truth", "dB", "higher", exact=PSNR_CEILING_DB,
+                   doc=f"of the whole warped input, on the interior; an exact reproduction (infinite PSNR, stored as "
+                   f"{PSNR_CEILING_DB:g} dB) is written 'exact'"),
+    "ssim": Metric("SSIM against the ground truth", "", "higher",
+                   doc="mean SSIM (11 x 11 Gaussian window) over the interior"),
+    "align_success": Metric("alignment success rate", "", "higher",
+                            doc="the share of alignment trials whose mean corner error ends under the success "
+                            "threshold (1 input px by default; the protocol above gives this run's)"),
+    "align_corner_error_median": Metric("median corner error after alignment", "input px", "lower", log=True,
+                                        doc="the median over a cell's trials of the final mean corner error"),
+}
 
 
 @functools.lru_cache(maxsize=64)
@@ -393,16 +443,67 @@ class Profile:
     settings: AlignmentSettings
 
 
+#: the alignment protocol's fields a user may set (``--option scale.trials=64``)
+SETTING_OPTIONS = {
+    "trials": Option("int", "alignment trials (random perturbations) per image and seed", minimum=1),
+    "steps": Option("int", "Adam steps per trial", minimum=1),
+    "lr": Option("float", "Adam's learning rate, input pixels per step", minimum=0),
+    "window": Option("int", "side of the aligned square region, input px", minimum=1),
+    "max_output": Option("int", "the most output pixels a side of the alignment", minimum=1),
+    "max_translation": Option("float", "translation perturbation, uniform in +-T input px per axis", minimum=0),
+    "max_rotation": Option("float", "rotation perturbation, uniform in +-R degrees (scale suite)", minimum=0),
+    "max_log_scale": Option("float", "scale perturbation exp(U(-L, L))", minimum=0),
+    "success_px": Option("float", "success threshold on the mean corner error, input px", minimum=0),
+}
+
+
+def similarity_options(sweep_key: str, sweep_help: str) -> dict[str, Option]:
+    """The options of a :class:`SimilaritySuite`: its sweep, image count and folder, the alignment protocol."""
+    return {
+        sweep_key: Option("floats", sweep_help),
+        "num_images": Option("int", "how many built-in images (the first of the list), or of --images' folder",
+                             minimum=1),
+        "images": Option("folder", "a folder of your own images (as --images)"),
+        **SETTING_OPTIONS,
+    }
+
+
+def centre_crop(picture: Tensor, side: int = PICTURE_SIDE) -> Tensor:
+    """The centre ``side x side`` of ``picture (..., H, W)`` (all of it along an axis shorter than ``side``)."""
+    h, w = picture.shape[-2:]
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return picture[..., top : top + min(h, side), left : left + min(w, side)]
+
+
+def picture_arrays(pred: Tensor, target: Tensor, mask: Tensor, trajectory: Tensor) -> dict[str, Any]:
+    """A picture cell's arrays: the centre crops of the warp and its ground truth (uint8), the error map
+    ``|warp - truth|`` averaged over channels (float16, NaN outside the interior) and the first
+    :data:`TRAJECTORIES` trials' corner errors per step (float16 ``(steps + 1, trials)``)."""
+    error = (pred - target).abs().mean(dim=1, keepdim=True).to(torch.float64)
+    error = torch.where(mask, error, torch.full_like(error, math.nan))
+    return {
+        "warped": to_uint8(centre_crop(pred[0])),
+        "truth": to_uint8(centre_crop(target[0])),
+        "error": centre_crop(error[0, 0]).cpu().numpy().astype(np.float16),
+        "trajectory": trajectory[:, :TRAJECTORIES].cpu().numpy().astype(np.float16),
+    }
+
+
 class SimilaritySuite(Suite):
     """Fidelity and alignment under a similarity warp, swept over one parameter (``x_param``).
 
-    Subclasses set ``name``, ``x_param``, ``profiles`` and :meth:`geometry`.
-    Each cell is one (interpolator, swept value, image, seed) and returns
-    ``psnr`` (dB), ``ssim`` (1), ``align_success`` (fraction) and
-    ``align_corner_error_median`` (input px).
+    Subclasses set ``name``, ``x_param``, ``profiles``, ``sweep_option``, ``options`` and
+    :meth:`geometry`. Each cell is one (interpolator, swept value, image, seed) and returns
+    ``psnr`` (dB), ``ssim`` (1), ``align_success`` (one row per trial: 1 when it ended
+    under ``success_px``, else 0, with its ``trial``) and ``align_corner_error_median``
+    (input px). The cells of the first image at seed 0 also keep pictures (the warp's
+    centre, its ground truth, the error map) and the first trials' trajectories.
     """
 
     profiles: ClassVar[dict[str, Profile]]
+    #: the option that replaces the profile's sweep
+    sweep_option: ClassVar[str]
+    metrics = METRICS
 
     def geometry(self, x: float, settings: AlignmentSettings) -> tuple[float, float, float, AlignmentSettings]:
         """``(scale, angle, align_angle, settings)`` at swept value ``x``.
@@ -413,14 +514,23 @@ class SimilaritySuite(Suite):
         raise NotImplementedError
 
     def profile(self, config: RunConfig) -> Profile:
+        """The profile of ``config``, with the suite's options applied (range errors raise ``ValueError``)."""
         if config.profile not in self.profiles:
             raise ValueError(f"profile: expected one of {list(self.profiles)}, got {config.profile!r}")
-        return self.profiles[config.profile]
+        base = self.profiles[config.profile]
+        options = config.options_for(self.name)
+        settings = dataclasses.replace(base.settings, **{k: options[k] for k in SETTING_OPTIONS if k in options})
+        sweep = tuple(float(v) for v in options.get(self.sweep_option, base.sweep))
+        return dataclasses.replace(base, sweep=sweep, images=options.get("num_images", base.images),
+                                   settings=settings)
 
     def image_names(self, config: RunConfig) -> list[str]:
-        """The profile's first ``images`` built-in images, or every image of ``options['images']`` (a folder)."""
-        folder = config.options.get("images")
-        return image_names(None if folder is not None else self.profile(config).images, folder, DOWNSAMPLE)
+        """The profile's first ``images`` built-in images, or the images of ``options['images']`` (a folder):
+        all of them unless ``num_images`` is set."""
+        options = config.options_for(self.name)
+        folder = options.get("images")
+        count = options.get("num_images") if folder is not None else self.profile(config).images
+        return image_names(count, folder, DOWNSAMPLE)
 
     def cells(self, config: RunConfig) -> list[Cell]:
         profile = self.profile(config)
@@ -437,8 +547,8 @@ class SimilaritySuite(Suite):
             for seed in range(seeds)
         ]
 
-    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
-        folder = config.options.get("images")
+    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> CellResult:
+        folder = config.options_for(self.name).get("images")
         source, input = benchmark_pair(cell.params["image"], None if folder is None else str(folder))
         device = torch.device(config.device)
         source, input = source.to(device), input.to(device)
@@ -449,15 +559,146 @@ class SimilaritySuite(Suite):
         sampler_generator = torch.Generator(device=device).manual_seed(cell.seed)
         out_size = output_size(tuple(input.shape[-2:]), scale)
         theta = similarity_theta(scale, angle, (0.0, 0.0), tuple(input.shape[-2:]), out_size).to(device)
-        quality = fidelity(sampler, source, input, theta, out_size, sampler_generator)
+        pred, target, mask = fidelity_images(sampler, source, input, theta, out_size, sampler_generator)
+        psnr, ssim = masked_psnr(pred, target, mask), masked_ssim(pred, target, mask)
 
         perturbation_generator = torch.Generator().manual_seed(cell.seed)
-        errors = align(sampler, source, input, scale, align_angle, settings, perturbation_generator,
-                       sampler_generator=sampler_generator)
+        trajectory = align_trajectory(sampler, source, input, scale, align_angle, settings, perturbation_generator,
+                                      sampler_generator=sampler_generator)
+        errors = trajectory[-1]
         aligned = alignment_metrics(errors, settings.success_px)
-        return [
-            {"metric": "psnr", "value": min(quality["psnr"], PSNR_CEILING_DB), "unit": "dB"},
-            {"metric": "ssim", "value": quality["ssim"], "unit": "1"},
-            {"metric": "align_success", "value": aligned["align_success"], "unit": "fraction"},
+        rows = [
+            {"metric": "psnr", "value": min(psnr, PSNR_CEILING_DB), "unit": "dB"},
+            {"metric": "ssim", "value": ssim, "unit": "1"},
+            *({"metric": "align_success", "value": float(e < settings.success_px), "unit": "fraction", "trial": i}
+              for i, e in enumerate(errors.tolist())),
             {"metric": "align_corner_error_median", "value": aligned["align_corner_error_median"], "unit": "px"},
         ]
+        if cell.seed != 0 or cell.params["image"] != self.image_names(config)[0]:
+            return CellResult(rows)
+        return CellResult(rows, picture_arrays(pred, target, mask, trajectory))
+
+    def estimate_seconds(self, cell: Cell, config: RunConfig) -> float:
+        """Seconds per cell measured on 2 CPU cores at the default profile, scaled by trials x steps."""
+        settings = self.profile(config).settings
+        default = self.profiles["default"].settings
+        work = (settings.trials * settings.steps) / (default.trials * default.steps)
+        return CELL_SECONDS.get(cell.interpolator, max(CELL_SECONDS.values())) * work
+
+    def protocol_note(self, config: RunConfig) -> Note:
+        """The run's alignment protocol in words."""
+        p = self.profile(config)
+        st = p.settings
+        rotation = (f"a rotation of exactly +-{self.x_symbol or self.x_param}" if self.name == "rotation"
+                    else f"a rotation uniform in +-{st.max_rotation:g} degrees")
+        return Note(
+            f"Alignment protocol of this run: {st.trials} trials per image and seed, each a template rendered under "
+            f"a random perturbation of the warp ({rotation}, a scale factor exp(U(+-{st.max_log_scale:g})), a "
+            f"translation uniform in +-{st.max_translation:g} input px per axis); {st.steps} Adam steps at "
+            f"lr {st.lr:g} on the MSE through the sampler; a trial succeeds when its mean corner error ends under "
+            f"{st.success_px:g} input px. Output at most {st.max_output} px a side. Fidelity: the whole input "
+            f"warped, against the ground truth (the source rendered with {DOWNSAMPLE}x the resolution, box-averaged "
+            "per output pixel), on the interior."
+        )
+
+    def report_sections(self, data: ReportData) -> list[Section]:
+        sections = [Section("Protocol", (self.protocol_note(data.config),))]
+        pictures, image = {}, ""
+        for cell, arrays in data.with_arrays(self.name):
+            pictures[(cell.interpolator, float(cell.params[self.x_param]))] = arrays
+            image = cell.params["image"]
+        if not pictures:
+            return sections
+        names = list(dict.fromkeys(name for name, _ in pictures))
+        xs = sorted({x for _, x in pictures})
+        symbol = self.x_symbol or self.x_param
+        headline = float(self.headline.get(self.x_param, xs[-1]))
+        headline = headline if headline in xs else xs[-1]
+        sections.insert(0, Section(f"Pictures at {symbol} = {headline:g}", (
+            glance_strip(pictures, names, headline, symbol, image),), glance=True))
+        sections.append(Section(f"Pictures over {symbol}", picture_grids(pictures, names, xs, symbol, image)))
+        sections.append(Section(f"Alignment trajectories at {symbol} = {headline:g}",
+                                (trajectory_figure(pictures, names, headline, symbol, image, data.config, self),)))
+        return sections
+
+
+#: seconds per cell on a quiet 2-core CPU at the default profile (reports/default, before the native kernels)
+CELL_SECONDS = {"nearest": 0.08, "bilinear": 0.08, "bicubic": 0.2, "lstn": 0.3, "estn": 0.4}
+
+
+def _error_scale(maps: list[np.ndarray]) -> float:
+    """A colour scale shared by error maps: their largest 99th percentile (interior only)."""
+    finite = [np.asarray(m, dtype=np.float64)[np.isfinite(np.asarray(m, dtype=np.float64))] for m in maps]
+    tops = [float(np.percentile(f, 99)) for f in finite if f.size]
+    return max(tops) if tops and max(tops) > 0 else 1.0
+
+
+def _error_panel(arrays: dict[str, np.ndarray], vmax: float) -> Image:
+    error = arrays["error"].astype(np.float64)
+    return Image(error, cmap="magma", vmin=0.0, vmax=vmax, note=f"mean {np.nanmean(error):.3f}")
+
+
+def glance_strip(pictures, names: list[str], x: float, symbol: str, image: str) -> Figure:
+    """The ground truth and each method's warp at ``x`` (first row), each error map under it (second row)."""
+    at = {name: pictures[(name, x)] for name in names if (name, x) in pictures}
+    truth = next(iter(at.values()))["truth"]
+    vmax = _error_scale([a["error"] for a in at.values()])
+    return Figure(
+        panels=(
+            (Image(truth), *(Image(a["warped"]) for a in at.values())),
+            (None, *(_error_panel(a, vmax) for a in at.values())),
+        ),
+        row_labels=("output", "|error|"),
+        col_labels=("ground truth", *at),
+        caption=f"Image {image!r} at {symbol} = {x:g}: the centre of the output (at most {PICTURE_SIDE} x "
+        f"{PICTURE_SIDE} output pixels), enlarged without smoothing, and |output - ground truth| averaged over "
+        f"channels (black 0 to yellow {vmax:.3g}, a scale shared by the row; grey: outside the interior, not "
+        "scored).",
+        alt=f"warped outputs and error maps at {symbol} = {x:g}",
+    )
+
+
+def picture_grids(pictures, names: list[str], xs: list[float], symbol: str, image: str) -> tuple[Figure, Figure]:
+    """Outputs (rows: ground truth, then methods; columns: the sweep) and error maps (rows: methods)."""
+    cols = tuple(f"{symbol} = {x:g}" for x in xs)
+    truth_row = tuple(Image(next(pictures[(n, x)] for n in names if (n, x) in pictures)["truth"]) for x in xs)
+    outputs = Figure(
+        panels=(truth_row, *(tuple(Image(pictures[(n, x)]["warped"]) if (n, x) in pictures else None for x in xs)
+                             for n in names)),
+        row_labels=("ground truth", *names), col_labels=cols,
+        caption=f"Image {image!r}: the centre of each output (at most {PICTURE_SIDE} x {PICTURE_SIDE} output "
+        f"pixels, the whole output where it is smaller), enlarged without smoothing.",
+        alt="warped outputs over the sweep",
+    )
+    scales = {x: _error_scale([pictures[(n, x)]["error"] for n in names if (n, x) in pictures]) for x in xs}
+    errors = Figure(
+        panels=tuple(tuple(_error_panel(pictures[(n, x)], scales[x]) if (n, x) in pictures else None for x in xs)
+                     for n in names),
+        row_labels=tuple(names), col_labels=tuple(f"{c} (0 to {scales[x]:.3g})" for c, x in zip(cols, xs)),
+        caption="|output - ground truth| averaged over channels, black 0 to yellow at the column's top value "
+        "(shared by the column); grey: outside the interior.",
+        alt="error maps over the sweep",
+    )
+    return outputs, errors
+
+
+def trajectory_figure(pictures, names: list[str], x: float, symbol: str, image: str, config: RunConfig,
+                      suite: SimilaritySuite) -> Figure:
+    """Per method, the corner error against the step of the first trials at ``x`` (log axis)."""
+    success = suite.profile(config).settings.success_px
+    panels = []
+    for name in names:
+        if (name, x) not in pictures:
+            continue
+        trajectory = np.asarray(pictures[(name, x)]["trajectory"], dtype=np.float64)
+        steps = np.arange(trajectory.shape[0])
+        series = tuple(Series(name if i == 0 else "", steps, np.maximum(trajectory[:, i], 1e-3), key=name, alpha=0.7)
+                       for i in range(trajectory.shape[1]))
+        panels.append(Lines(series, xlabel="Adam step", ylabel="corner error (input px)" if not panels else "",
+                            ylog=True, hline=success, hline_label="success", title=name))
+    return Figure(
+        panels=(tuple(panels),), panel_size=(2.6, 2.3),
+        caption=f"Image {image!r} at {symbol} = {x:g}: the mean corner error (input px, log axis) of the first "
+        f"{TRAJECTORIES} alignment trials after each Adam step; a trial succeeds when it ends under the dashed line.",
+        alt="alignment trajectories",
+    )

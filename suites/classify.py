@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import html
 import math
 import os
 import time
@@ -54,8 +53,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from suites import datasets as ds
-from suites.base import Cell, RunConfig, Suite
+from suites.base import Cell, Metric, Option, ReportData, RunConfig, Suite
 from suites.models import ESTLayer, build_model
+from suites.sections import Figure, Lines, Note, Section, Series, Table
 
 ABLATIONS = ("none", "wo_norm", "wo_er")
 ABLATION_LABELS = {"none": "ESTN", "wo_norm": "ESTN w/o norm", "wo_er": "ESTN w/o ER"}
@@ -83,7 +83,7 @@ PAPER_TABLE2 = {
         "ESTN (estn)": ((7.21, 0.06), (4.43, 0.8), (2.19, 0.16), (9.14, 0.24), (13.24, 0.16)),
     },
 }
-#: Table 4 of the paper (ablation), as printed; see the caveat in :func:`_paper_table4_html`
+#: Table 4 of the paper (ablation), as printed; see the caveat in :func:`_paper_table4`
 PAPER_TABLE4 = {
     "columns": ("MNIST", "F-MNIST", "SVHN"),
     "rows": {
@@ -136,7 +136,7 @@ def _positive_int(name: str, value: Any) -> int:
 
 def protocol_for(config: RunConfig) -> Protocol:
     """The :class:`Protocol` of ``config``'s profile and options; bad options raise ``ValueError``."""
-    options = config.options or {}
+    options = config.options_for(ClassifySuite.name)
     profile = config.profile
     if profile not in LABELS:
         raise ValueError(f"profile: expected one of {list(LABELS)}, got {profile!r}")
@@ -165,7 +165,7 @@ def protocol_for(config: RunConfig) -> Protocol:
 
 
 def _backbone(config: RunConfig) -> str:
-    backbone = (config.options or {}).get("backbone") or "table3"
+    backbone = config.options_for(ClassifySuite.name).get("backbone") or "table3"
     if not isinstance(backbone, str) or not (backbone == "table3" or backbone.startswith("timm:")):
         raise ValueError(f"backbone: expected 'table3' or 'timm:NAME', got {backbone!r}")
     if backbone.startswith("timm:"):
@@ -320,6 +320,24 @@ class ClassifySuite(Suite):
     name = "classify"
     summary = "test error of STN classifiers (Table 3 nets, EST layers) per interpolator and label budget"
     x_param = "labels"
+    x_doc = "the number of labelled training images (a class-balanced subset, drawn per seed)."
+    metrics = {
+        "test_error": Metric("test error (perturbed test set)", "%", "lower"),
+        "val_error": Metric("validation error (150 held-out training images)", "%", "lower"),
+        "train_time_s": Metric("training time", "s", "lower", log=True),
+        "best_epoch": Metric("epoch of the lowest validation error", "epoch"),
+        "est_displacement": Metric("mean |theta - I| of the EST layers on test images"),
+    }
+    options = {
+        "dataset": Option("str", "the dataset (as --dataset)", choices=tuple(ds.DATASETS)),
+        "data_root": Option("str", "where datasets live (as --data-root)"),
+        "download": Option("bool", "let torchvision download the dataset (as --download)"),
+        "backbone": Option("str", "table3 or timm:NAME (as --backbone)"),
+        "labels": Option("ints", "the label budgets", minimum=1),
+        "steps": Option("int", "training length in optimizer steps", minimum=1),
+        "epochs": Option("int", "training length in epochs (wins over steps)", minimum=1),
+        "perturbation": Option("float", "a factor on the paper's perturbation spreads (0 turns them off)", minimum=0),
+    }
 
     def cells(self, config: RunConfig) -> list[Cell]:
         protocol = protocol_for(config)
@@ -350,7 +368,7 @@ class ClassifySuite(Suite):
         backbone = params.get("backbone", "table3")
         protocol = dataclasses.replace(protocol, dataset=dataset)
         torch.manual_seed(cell.seed)
-        options = config.options or {}
+        options = config.options_for(self.name)
         root = options.get("data_root")
         prepared = prepare_data(dataset, None if root is None else str(root), bool(options.get("download", False)),
                                 protocol.image_size, protocol.perturbation)
@@ -377,7 +395,17 @@ class ClassifySuite(Suite):
             rows.append({"metric": "val_error_curve", "value": h["val_error"], "unit": "%", "epoch": h["epoch"]})
         return rows
 
-    def report_sections(self, results: pd.DataFrame, run_dir: Path) -> list[tuple[str, str]]:
+    def estimate_seconds(self, cell: Cell, config: RunConfig) -> float:
+        """Seconds per cell on one CPU thread: about 0.03 s per optimizer step at batch 32 and 16 px (quick),
+        4x that at 32 px, 3x for ESTN."""
+        protocol = protocol_for(config)
+        budget = int(cell.params["labels"])
+        steps = protocol.num_epochs(budget) * math.ceil(budget / protocol.batch_size)
+        per_step = 0.03 * (protocol.image_size / 16) ** 2 * (3.0 if cell.interpolator == "estn" else 1.0)
+        return steps * per_step
+
+    def report_sections(self, data: ReportData) -> list[Section]:
+        results = data.results
         if results is None or results.empty or "suite" not in results:
             return []
         df = results[results["suite"] == self.name].copy()
@@ -395,15 +423,15 @@ class ClassifySuite(Suite):
         sections = []
         main = df[(df["ablation"] == "none") & (df["metric"] == "test_error")]
         if not main.empty:
-            sections.append(("Classification error (%), Table 2 layout (this run)", _table2_html(main)))
-        sections.append(("Table 2 as published (the paper's numbers, not measured here)", _paper_table2_html()))
+            sections.append(Section("Classification error (%), Table 2 layout (this run)", _table2(main)))
+        sections.append(Section("Table 2 as published (the paper's numbers, not measured here)", _paper_table2()))
         abl = df[(df["interpolator"] == "estn") & (df["metric"] == "test_error")]
         if not abl.empty and (abl["ablation"] != "none").any():
-            sections.append(("Ablation (%), Table 4 layout (this run)", _table4_html(abl)))
-        sections.append(("Table 4 as published (the paper's numbers, not measured here)", _paper_table4_html()))
+            sections.append(Section("Ablation (%), Table 4 layout (this run)", _table4(abl)))
+        sections.append(Section("Table 4 as published (the paper's numbers, not measured here)", _paper_table4()))
         curves = df[df["metric"].isin(["val_error_curve", "train_loss_curve"])]
         if not curves.empty and "epoch" in curves:
-            sections.append(("Learning curves (this run)", _curves_html(curves)))
+            sections.append(Section("Learning curves (this run)", _curves(curves)))
         return sections
 
 
@@ -424,81 +452,74 @@ def _variant(row: pd.Series) -> str:
     return str(row["interpolator"])
 
 
-def _table2_html(main: pd.DataFrame) -> str:
-    parts = []
+def _table2(main: pd.DataFrame) -> tuple[Table, ...]:
+    tables = []
     for (dataset, backbone), group in main.groupby(["dataset", "backbone"], sort=True):
         table = group.pivot_table(index="interpolator", columns="labels", values="value", aggfunc=_mean_std)
         table.columns = [f"{int(c)} labels" for c in table.columns]
-        parts.append(f"<h4>{html.escape(str(dataset))}, backbone {html.escape(str(backbone))}: "
-                     "test error (%) mean ± std over seeds</h4>")
-        parts.append(table.to_html(escape=True))
-    return "\n".join(parts)
+        tables.append(Table(table, caption=f"{dataset}, backbone {backbone}: test error (%) mean ± std over seeds"))
+    return tuple(tables)
 
 
-def _table4_html(abl: pd.DataFrame) -> str:
+def _table4(abl: pd.DataFrame) -> tuple[Table]:
     abl = abl.assign(model=abl["ablation"].map(ABLATION_LABELS))
     table = abl.pivot_table(index="model", columns=["dataset", "labels"], values="value", aggfunc=_mean_std)
     table = table.reindex([ABLATION_LABELS[a] for a in ABLATIONS if ABLATION_LABELS[a] in table.index])
-    return "<p>Test error (%) mean ± std over seeds; columns: dataset, label budget.</p>" + table.to_html(escape=True)
+    table.columns = [f"{dataset}, {labels} labels" for dataset, labels in table.columns]
+    return (Table(table, caption="Test error (%) mean ± std over seeds; columns: dataset, label budget."),)
 
 
-def _paper_html(spec: dict[str, Any]) -> str:
+def _paper_table(spec: dict[str, Any]) -> Table:
     frame = pd.DataFrame(
         {col: [f"{m:.2f} ± {s:.2f}" for (m, s) in (cells[i] for cells in spec["rows"].values())]
          for i, col in enumerate(spec["columns"])},
-        index=list(spec["rows"]),
+        index=pd.Index(list(spec["rows"]), name="model"),
     )
-    return frame.to_html(escape=True)
+    return Table(frame)
 
 
-def _paper_table2_html() -> str:
+def _paper_table2() -> tuple[Note, Table]:
     return (
-        "<p><b>Published numbers</b> from Shamsolmoali &amp; Zareapoor, <i>Entropy Transformer Networks</i>, "
-        "Table 2 (classification error %, mean ± std), shown for reference only; they were not produced by this "
-        "harness. The paper's rows map to ours as STN = bilinear, L-STN = lstn, ESTN = estn; the paper's CNN has no "
-        "EST layer. The paper trained 5k epochs on Fashion-MNIST (the --full protocol); other profiles use other "
-        "data and much shorter training, so their numbers are not comparable in level.</p>"
-        + _paper_html(PAPER_TABLE2)
+        Note("Published numbers from Shamsolmoali & Zareapoor, Entropy Transformer Networks, Table 2 "
+             "(classification error %, mean ± std), shown for reference only; they were not produced by this "
+             "harness. The paper's rows map to ours as STN = bilinear, L-STN = lstn, ESTN = estn; the paper's CNN "
+             "has no EST layer. The paper trained 5k epochs on Fashion-MNIST (the --full protocol); other profiles "
+             "use other data and much shorter training, so their numbers are not comparable in level."),
+        _paper_table(PAPER_TABLE2),
     )
 
 
-def _paper_table4_html() -> str:
+def _paper_table4() -> tuple[Note, Table]:
     return (
-        "<p><b>Published numbers</b> from the paper's Table 4 (ablation), for reference only. Note: the paper's "
-        "\"ESTN (ours)\" row of Table 4 (1.28, 2.47, 3.95) repeats its Table 1 row for ESTN, which reports marginal "
-        "log-likelihoods, and the variants without norm-preservation or entropy regularizer come out lower; the "
-        "paper does not state the metric, so these may not be error rates.</p>"
-        + _paper_html(PAPER_TABLE4)
+        Note("Published numbers from the paper's Table 4 (ablation), for reference only. Note: the paper's "
+             "\"ESTN (ours)\" row of Table 4 (1.28, 2.47, 3.95) repeats its Table 1 row for ESTN, which reports "
+             "marginal log-likelihoods, and the variants without norm-preservation or entropy regularizer come out "
+             "lower; the paper does not state the metric, so these may not be error rates."),
+        _paper_table(PAPER_TABLE4),
     )
 
 
-def _curves_html(curves: pd.DataFrame) -> str:
-    import seaborn as sns
-
-    from bench.report import _img, plt  # the report's figure -> inline PNG (matplotlib on Agg)
-
+def _curves(curves: pd.DataFrame) -> tuple[Figure]:
     curves = curves.assign(
         variant=curves.apply(_variant, axis=1),
         epoch=pd.to_numeric(curves["epoch"], errors="coerce"),
     )
     budgets = sorted(curves["labels"].dropna().unique())
     metrics = [("val_error_curve", "validation error (%)"), ("train_loss_curve", "train loss (nats)")]
-    fig, axes = plt.subplots(len(metrics), len(budgets), figsize=(4.2 * len(budgets), 3.4 * len(metrics)),
-                             squeeze=False)
-    for j, budget in enumerate(budgets):
-        for i, (metric, label) in enumerate(metrics):
-            ax = axes[i][j]
+    rows = []
+    for metric, label in metrics:
+        panels = []
+        for budget in budgets:
             sub = curves[(curves["labels"] == budget) & (curves["metric"] == metric)]
-            if not sub.empty:
-                sns.lineplot(data=sub, x="epoch", y="value", hue="variant", errorbar="sd", ax=ax,
-                             legend=(i == 0 and j == len(budgets) - 1))
-            ax.set_title(f"{int(budget)} labels")
-            ax.set_ylabel(label)
-    handles = axes[0][-1].get_legend()
-    if handles is not None:
-        axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return (
-        "<p>Mean over seeds with a ±1 std band, per epoch; the validation set is 150 held-out training images.</p>"
-        + _img(fig, "learning curves")
-    )
+            series = []
+            for variant, group in sub.groupby("variant", sort=True):
+                stats = group.groupby("epoch")["value"].agg(["mean", "std"]).fillna({"std": 0.0})
+                key = variant if variant in set(curves["interpolator"]) else None
+                series.append(Series(variant, stats.index.to_numpy(), stats["mean"].to_numpy(),
+                                     (stats["mean"] - stats["std"]).to_numpy(), (stats["mean"] + stats["std"]).to_numpy(),
+                                     key=key))
+            panels.append(Lines(tuple(series), xlabel="epoch", ylabel=label, title=f"{int(budget)} labels"))
+        rows.append(tuple(panels))
+    return (Figure(panels=tuple(rows), panel_size=(4.2, 3.4), legend=True, alt="learning curves",
+                   caption="Mean over seeds with a ±1 std band, per epoch; the validation set is 150 held-out "
+                   "training images."),)

@@ -35,7 +35,6 @@ exponential is one FLOP (so a multiply-add is 2, as torch counts ``mm``); compar
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import statistics
@@ -55,7 +54,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import interpolators
-from suites.base import Cell, RunConfig, Suite
+from suites.base import Cell, Metric, Option, ReportData, RunConfig, Suite
+from suites.sections import Figure, Note, Points, Section, Table
 
 aten = torch.ops.aten
 
@@ -85,6 +85,45 @@ PROFILES = {
     "default": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1,), min_run_time=0.2, cuda_repeats=30),
     "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100),
 }
+
+#: the options a user may set (``--option cost.sizes=64,128``); ``accuracy_from`` is also ``--accuracy-from``
+OPTIONS = {
+    "sizes": Option("ints", "input and output sides n (an n x n -> n x n warp)", minimum=1),
+    "batches": Option("ints", "batch sizes", minimum=1),
+    "channels": Option("ints", "channel counts", minimum=1),
+    "min_run_time": Option("float", "seconds per CPU latency measurement (blocked_autorange)", minimum=0),
+    "cuda_repeats": Option("int", "CUDA event measurements per latency", minimum=1),
+    "accuracy_from": Option("run", "a run whose accuracy results the latency-vs-accuracy chart joins (as --accuracy-from)"),
+}
+
+
+def profile_for(config: RunConfig) -> Profile:
+    """The :class:`Profile` of ``config`` with the suite's options applied."""
+    if config.profile not in PROFILES:
+        raise ValueError(f"profile: expected one of {list(PROFILES)}, got {config.profile!r}")
+    options = config.options_for(CostSuite.name)
+    changes = {k: tuple(int(v) for v in options[k]) for k in ("sizes", "batches", "channels") if k in options}
+    changes |= {k: options[k] for k in ("min_run_time", "cuda_repeats") if k in options}
+    return dataclasses.replace(PROFILES[config.profile], **changes)
+
+
+_LATENCY = "latency (median of timed calls)"
+METRICS = {
+    "flops_forward": Metric("forward FLOPs (flop counter)", "FLOP", "lower", log=True, deterministic=True),
+    "flops_forward_backward": Metric("forward + backward FLOPs (flop counter)", "FLOP", "lower", log=True,
+                                     deterministic=True),
+    "analytic_flops_forward": Metric("forward FLOPs (the method's formula)", "FLOP", "lower", log=True,
+                                     deterministic=True),
+    "uncounted_ops": Metric("ops with arithmetic but no FLOP formula (counted as zero)", "ops", deterministic=True),
+    "saved_for_backward_bytes": Metric("bytes saved for backward", "B", "lower", log=True, deterministic=True),
+    "latency_forward_ms": Metric(f"inference {_LATENCY}", "ms", "lower", log=True),
+    "latency_forward_backward_ms": Metric(f"forward + backward {_LATENCY}", "ms", "lower", log=True),
+    "latency_forward_iqr_ms": Metric("inference latency, interquartile range", "ms", log=True),
+    "latency_forward_backward_iqr_ms": Metric("forward + backward latency, interquartile range", "ms", log=True),
+    "peak_allocated_bytes": Metric("peak CUDA memory of forward + backward", "B", "lower", log=True),
+}
+#: seconds per cell on a quiet 2-core CPU at the default profile (reports/default, before the native kernels)
+CELL_SECONDS = {"nearest": 0.6, "bilinear": 0.6, "bicubic": 0.6, "lstn": 1.2, "estn": 1.7}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -507,11 +546,17 @@ class CostSuite(Suite):
     name = "cost"
     summary = "FLOPs, latency (median, IQR) and memory per interpolator, size and batch (Fig. 5)"
     x_param = "size"
+    x_symbol = "n"
+    x_doc = (
+        f"the input's and the output's side in pixels: an n x n input sampled onto an n x n output through the "
+        f"grid of a {ROTATION_DEG:g} degree rotation about the centre, float32, input and grid requiring grad."
+    )
+    headline = {"size": 256, "batch": 1}
+    metrics = METRICS
+    options = OPTIONS
 
     def cells(self, config: RunConfig) -> list[Cell]:
-        if config.profile not in PROFILES:
-            raise ValueError(f"profile: expected one of {list(PROFILES)}, got {config.profile!r}")
-        profile = PROFILES[config.profile]
+        profile = profile_for(config)
         seeds = range(config.seeds or 1)
         cells = []
         for name, overrides in config.interpolators.items():
@@ -524,7 +569,7 @@ class CostSuite(Suite):
         return cells
 
     def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
-        profile = PROFILES[config.profile]
+        profile = profile_for(config)
         p = cell.params
         size, batch, channels, device = p["size"], p["batch"], p["channels"], torch.device(p["device"])
         sampler = interpolators.create(cell.interpolator, **cell.hparams).to(device)
@@ -572,13 +617,20 @@ class CostSuite(Suite):
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows
 
-    def report_sections(self, results: pd.DataFrame, run_dir: Path) -> list[tuple[str, str]]:
+    def estimate_seconds(self, cell: Cell, config: RunConfig) -> float:
+        """Seconds per cell measured on 2 CPU cores at the default profile, scaled by the timing budget."""
+        work = profile_for(config).min_run_time / PROFILES["default"].min_run_time
+        return CELL_SECONDS.get(cell.interpolator, max(CELL_SECONDS.values())) * max(work, 0.25)
+
+    def report_sections(self, data: ReportData) -> list[Section]:
+        results = data.results
         cost = results[results["suite"] == self.name] if "suite" in results else results.iloc[:0]
         if cost.empty:
             return []
         return [
-            ("Cost relative to bilinear", ratio_section(cost)),
-            ("Latency vs accuracy (Fig. 5c)", latency_accuracy_section(cost, results, run_dir)),
+            Section("Cost relative to bilinear", ratio_section(cost)),
+            Section("Latency vs accuracy (Fig. 5c)", latency_accuracy_section(cost, results,
+                                                                              data.linked.get("accuracy_from"))),
         ]
 
 
@@ -612,23 +664,22 @@ def ratios_to_baseline(cost: pd.DataFrame, baseline: str = BASELINE) -> pd.DataF
     return ratios.sort_index(key=lambda level: level.map(order) if level.name == "metric" else level)
 
 
-def ratio_section(cost: pd.DataFrame) -> str:
-    """HTML: the ratio table and the ops that went uncounted by the FLOP counter."""
-    try:
-        table = ratios_to_baseline(cost).to_html(float_format=lambda v: f"{v:.2f}", na_rep="-")
-    except ValueError as err:
-        table = f"<p>{err}.</p>"
-    note = (
-        f"<p>Each method's cost divided by {BASELINE}'s in the same run, size, batch and channels "
-        "(latency: medians; FLOPs by the flop counter with the grid sampler formulas, and analytic).</p>"
+def ratio_section(cost: pd.DataFrame) -> tuple[Note | Table, ...]:
+    """The ratio table and the ops that went uncounted by the FLOP counter."""
+    note = Note(
+        f"Each method's cost divided by {BASELINE}'s in the same run, size, batch and channels "
+        "(latency: medians; FLOPs by the flop counter with the grid sampler formulas, and analytic)."
     )
+    try:
+        items: list[Note | Table] = [note, Table(ratios_to_baseline(cost).round(2))]
+    except ValueError as err:
+        items = [note, Note(f"{err}.")]
     uncounted = cost[cost["metric"] == "uncounted_ops"]
-    ops = ""
     if "ops" in uncounted:
         names = uncounted["ops"].fillna("").astype(str).str.split()
         listed = names.groupby(uncounted["interpolator"]).agg(lambda lists: " ".join(sorted(set().union(*lists))))
-        ops = "<p>Ops that ran without a FLOP formula (counted as zero):</p>" + listed.to_frame("ops").to_html()
-    return note + table + ops
+        items.append(Table(listed.to_frame("ops"), caption="Ops that ran without a FLOP formula (counted as zero)."))
+    return tuple(items)
 
 
 def accuracy_by_interpolator(results: pd.DataFrame) -> tuple[str, pd.Series] | None:
@@ -644,54 +695,28 @@ def accuracy_by_interpolator(results: pd.DataFrame) -> tuple[str, pd.Series] | N
     return None
 
 
-def _accuracy_source(results: pd.DataFrame, run_dir: Path) -> tuple[str, str, pd.Series] | None:
-    """Accuracy from this run's results, else from ``options.accuracy_from`` in its ``meta.json``."""
-    found = accuracy_by_interpolator(results)
-    if found is not None:
-        return "this run", *found
-    meta = Path(run_dir) / "meta.json"
-    if not meta.is_file():
-        return None
-    source = json.loads(meta.read_text(encoding="utf-8")).get("config", {}).get("options", {}).get("accuracy_from")
-    if not source:
-        return None
-    csv = Path(source) / "results.csv"
-    if not csv.is_file():
-        return None
-    found = accuracy_by_interpolator(pd.read_csv(csv))
-    return (str(source), *found) if found is not None else None
-
-
-def latency_accuracy_section(cost: pd.DataFrame, results: pd.DataFrame, run_dir: Path) -> str:
-    """HTML: latency (batch 1, largest size) vs accuracy per interpolator, or why there is no chart."""
-    source = _accuracy_source(results, run_dir)
-    if source is None:
-        return (
-            "<p>No accuracy results to join: run the cost suite together with scale or rotation "
-            f"(metrics {', '.join(ACCURACY_METRICS)}), or pass a previous run folder as the option "
-            "<code>accuracy_from</code>.</p>"
-        )
-    origin, metric, accuracy = source
+def latency_accuracy_section(cost: pd.DataFrame, results: pd.DataFrame,
+                             linked: pd.DataFrame | None) -> tuple[Note | Figure, ...]:
+    """Latency (batch 1, largest size) vs accuracy per interpolator, from this run or the ``accuracy_from`` run."""
+    found, origin = accuracy_by_interpolator(results), "this run"
+    if found is None and linked is not None:
+        found, origin = accuracy_by_interpolator(linked), "the run of the option accuracy_from"
+    if found is None:
+        return (Note(
+            "No accuracy results to join: run the cost suite together with scale or rotation "
+            f"(metrics {', '.join(ACCURACY_METRICS)}), or pass a previous run folder as --accuracy-from."
+        ),)
+    metric, accuracy = found
     batch1 = cost[cost["batch"].astype(int) == 1] if "batch" in cost else cost
     if batch1.empty:
-        return "<p>No batch-1 cost cells in this run: Fig. 5c uses batch 1.</p>"
+        return (Note("No batch-1 cost cells in this run: Fig. 5c uses batch 1."),)
     size = int(batch1["size"].max())
     at = batch1[batch1["size"].astype(int) == size]
-
-    from bench.report import _img, esc, plt  # the report's figure -> inline PNG (matplotlib on Agg)
-
-    panels = (("latency_forward_ms", "inference"), ("latency_forward_backward_ms", "forward + backward"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, (metric_name, label) in zip(axes, panels):
+    panels = []
+    for metric_name, label in (("latency_forward_ms", "inference"), ("latency_forward_backward_ms", "forward + backward")):
         latency = at[at["metric"] == metric_name].groupby("interpolator")["value"].median()
         names = [n for n in latency.index if n in accuracy.index]
-        ax.scatter(latency[names], accuracy[names])
-        for n in names:
-            ax.annotate(n, (latency[n], accuracy[n]), textcoords="offset points", xytext=(4, 4))
-        ax.set_xscale("log")
-        ax.set_xlabel(f"{label} latency (ms, batch 1, {size}x{size})")
-        ax.set_ylabel(metric)
-        ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    caption = f"<p>Accuracy: mean {esc(metric)} per interpolator from {esc(origin)}.</p>"
-    return caption + _img(fig, f"latency vs {metric}")
+        panels.append(Points(tuple((n, float(latency[n]), float(accuracy[n])) for n in names), xlog=True,
+                             xlabel=f"{label} latency (ms, batch 1, {size}x{size}, log axis)", ylabel=metric))
+    return (Figure(panels=(tuple(panels),), panel_size=(5.0, 4.0), alt=f"latency vs {metric}",
+                   caption=f"Accuracy: mean {metric} per interpolator from {origin}."),)

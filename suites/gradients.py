@@ -44,15 +44,17 @@ import math
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 import interpolators
 from suites.alignment import similarity_theta
-from suites.base import PROFILES, Cell, RunConfig, Suite
+from suites.base import PROFILES, Cell, CellResult, Metric, Option, ReportData, RunConfig, Suite
 from suites.images import cached_image, image_names
 from suites.render import area_downsample, interior_mask, render_affine, supersample_for
+from suites.sections import Arrows, Figure, Image, Section
 
 #: the benchmark input is the source area-downsampled by this factor
 DOWNSAMPLE = 4
@@ -104,11 +106,30 @@ PROFILE_SETTINGS: dict[str, Profile] = {
 }
 
 
-def profile_settings(profile: str) -> Profile:
-    """The :class:`Profile` of ``profile``; an unknown name raises ``ValueError``."""
+#: the profile's fields a user may set (``--option gradients.grid=16``); ``num_images`` sets ``images``
+OPTIONS = {
+    "num_images": Option("int", "how many images (the first built-in ones, or of the folder by name)", minimum=1),
+    "images": Option("folder", "a folder of your own images (as --images)"),
+    "crop": Option("int", "side of the input crop, input px", minimum=8),
+    "grid": Option("int", "G: the translation grid is G x G", minimum=2),
+    "radius": Option("float", "the translation grid spans +- radius input px", minimum=0),
+    "draws": Option("int", "gradient draws per perturbed warp for stochastic samplers", minimum=2),
+    "perturbations": Option("int", "perturbed warps grad_cosine and grad_spread average over", minimum=1),
+    "factors": Option("ints", "the downsampling factors f swept", minimum=1),
+}
+
+
+def profile_settings(profile: str, options: dict[str, Any] | None = None) -> Profile:
+    """The :class:`Profile` of ``profile`` with ``options`` (:data:`OPTIONS`) applied; an unknown name raises."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile: expected one of {list(PROFILES)}, got {profile!r}")
-    return PROFILE_SETTINGS[profile]
+    options = options or {}
+    changes = {k: options[k] for k in ("crop", "grid", "radius", "draws", "perturbations") if k in options}
+    if "factors" in options:
+        changes["factors"] = tuple(int(f) for f in options["factors"])
+    if "num_images" in options:
+        changes["images"] = int(options["num_images"])
+    return dataclasses.replace(PROFILE_SETTINGS[profile], **changes)
 
 
 # --- geometry ---------------------------------------------------------------------------------------
@@ -232,6 +253,19 @@ def nonzero_fraction(input_grad: Tensor, region: Tensor, tolerance: float = ZERO
     magnitude = input_grad.abs().sum(dim=1, keepdim=True)
     nonzero = magnitude > tolerance * magnitude.max()
     return (nonzero & region).sum().item() / region.sum().item()
+
+
+#: values of :func:`coverage_map`
+HOLE, OUTSIDE, COVERED = 0, 1, 2
+
+
+def coverage_map(input_grad: Tensor, region: Tensor, tolerance: float = ZERO_TOLERANCE) -> np.ndarray:
+    """Which input pixels receive gradient, as ``(H, W)`` uint8: :data:`COVERED` (2) inside ``region`` with a
+    gradient as :func:`nonzero_fraction` counts it, :data:`HOLE` (0) inside without, :data:`OUTSIDE` (1)."""
+    magnitude = input_grad.abs().sum(dim=1, keepdim=True)
+    nonzero = (magnitude > tolerance * magnitude.max())[0, 0].cpu().numpy()
+    inside = region[0, 0].cpu().numpy()
+    return np.where(inside, np.where(nonzero, COVERED, HOLE), OUTSIDE).astype(np.uint8)
 
 
 def translation_gradients(
@@ -392,12 +426,16 @@ def measure(
     perturbations: int,
     stochastic: bool,
     seed: int,
+    maps: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """All of the suite's metrics for ``sampler`` on ``scene`` -> ``{metric: value}``.
 
     ``grad_cosine`` and ``grad_spread`` are means over ``perturbations`` perturbed warps;
     ``draws`` only matters when ``stochastic``. The draws, the projection and the
-    perturbations all come from generators seeded by ``seed``.
+    perturbations all come from generators seeded by ``seed``. A ``maps`` dict receives
+    the pictures of the measurement: ``coverage`` (:func:`coverage_map`), ``offsets_px``
+    (the translations, input px, ``(N, 2)``) and ``directions`` (``-dL/dt`` per
+    translation as a unit vector, zero where the gradient is, ``(N, 2)``), float16.
     """
     n = scene.input.shape[-1]
     device = scene.input.device
@@ -414,6 +452,12 @@ def measure(
     offsets = translation_grid(grid, radius, n).to(device)
     grads_t = translation_gradients(sampler, scene.input, scene.theta, offsets, scene.template, scene.mask, draw_gen)
     results["direction_accuracy"] = direction_accuracy(grads_t, offsets)
+    if maps is not None:
+        norms = grads_t.norm(dim=-1, keepdim=True)
+        unit = torch.where(norms > 0, -grads_t / norms.clamp_min(torch.finfo(grads_t.dtype).tiny), 0.0)
+        maps["coverage"] = coverage_map(grad_u, scene.region)
+        maps["offsets_px"] = (offsets * n / 2).cpu().numpy().astype(np.float16)  # normalized -> input px
+        maps["directions"] = unit.cpu().numpy().astype(np.float16)
 
     k = draws if stochastic else 1
     cosines, spreads = [], []
@@ -440,6 +484,18 @@ UNITS = {
     "grad_spread": "1",
 }
 
+METRICS = {
+    "norm_ratio": Metric("input-gradient norm over output-gradient norm, |dL/dU| / |dL/dV|"),
+    "nonzero_grad_fraction": Metric("share of the input pixels under the warp that receive a gradient",
+                                    better="higher"),
+    "direction_accuracy": Metric("share of translations whose gradient points toward alignment", better="higher"),
+    "grad_cosine": Metric("cosine of the gradient w.r.t. the affine to the ground truth's finite difference",
+                          better="higher"),
+    "grad_spread": Metric("spread of the gradient over random draws, 1 - mean pairwise cosine", better="lower"),
+}
+#: seconds per cell on a quiet 2-core CPU at the default profile (reports/default, before the native kernels)
+CELL_SECONDS = {"nearest": 0.21, "bilinear": 0.21, "bicubic": 0.21, "lstn": 0.4, "estn": 0.7}
+
 
 # --- the suite ---------------------------------------------------------------------------------------
 
@@ -453,13 +509,24 @@ class GradientsSuite(Suite):
         "cosine to the ground-truth finite difference, spread over draws"
     )
     x_param: ClassVar[str | None] = "factor"
+    x_symbol = "f"
+    x_doc = (
+        "the warp's downsampling factor: each output pixel spans f x f input pixels (the warp also rotates by "
+        f"{ROTATION_DEG:g} degrees and shifts by a sub-pixel offset, so samples fall off the lattice)."
+    )
+    headline = {"factor": 4}
+    metrics = METRICS
+    options = OPTIONS
+
+    def profile(self, config: RunConfig) -> Profile:
+        return profile_settings(config.profile, config.options_for(self.name))
 
     def cells(self, config: RunConfig) -> list[Cell]:
-        profile = profile_settings(config.profile)
+        profile = self.profile(config)
         seeds = profile.seeds if config.seeds is None else config.seeds
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
             raise ValueError(f"seeds: expected an integer >= 1, got {seeds!r}")
-        images = image_names(profile.images, config.options.get("images"), DOWNSAMPLE)
+        images = image_names(profile.images, config.options_for(self.name).get("images"), DOWNSAMPLE)
         return [
             Cell(
                 suite=self.name,
@@ -474,13 +541,16 @@ class GradientsSuite(Suite):
             for seed in range(seeds)
         ]
 
-    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
-        profile = profile_settings(config.profile)
+    def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> CellResult:
+        profile = self.profile(config)
         sampler = interpolators.create(cell.interpolator, **cell.hparams).to(config.device)
         # the instance's flag: the class default, or set per hparams (ESTN with sampling="random")
         stochastic = bool(sampler.stochastic)
-        image = cached_image(cell.params["image"], config.options.get("images"), DOWNSAMPLE).to(config.device)
+        folder = config.options_for(self.name).get("images")
+        image = cached_image(cell.params["image"], folder, DOWNSAMPLE).to(config.device)
         scene = make_scene(image, profile.crop, int(cell.params["factor"]), margin_px=profile.radius + 1)
+        first = cell.seed == 0 and cell.params["image"] == self.cells_first_image(config)
+        maps: dict[str, np.ndarray] | None = {} if first else None
         with torch.enable_grad():
             values = measure(
                 sampler,
@@ -491,5 +561,86 @@ class GradientsSuite(Suite):
                 perturbations=profile.perturbations,
                 stochastic=stochastic,
                 seed=cell.seed,
+                maps=maps,
             )
-        return [{"metric": metric, "value": value, "unit": UNITS[metric]} for metric, value in values.items()]
+        rows = [{"metric": metric, "value": value, "unit": UNITS[metric]} for metric, value in values.items()]
+        return CellResult(rows, maps or {})
+
+    def cells_first_image(self, config: RunConfig) -> str:
+        """The image whose seed-0 cells keep pictures."""
+        folder = config.options_for(self.name).get("images")
+        return image_names(1, folder, DOWNSAMPLE)[0]
+
+    def estimate_seconds(self, cell: Cell, config: RunConfig) -> float:
+        """Seconds per cell measured on 2 CPU cores at the default profile, scaled by the grid and crop."""
+        p, d = self.profile(config), PROFILE_SETTINGS["default"]
+        work = (p.grid**2 + p.perturbations * 12 + p.draws) / (d.grid**2 + d.perturbations * 12 + d.draws)
+        work *= (p.crop / d.crop) ** 2
+        return CELL_SECONDS.get(cell.interpolator, max(CELL_SECONDS.values())) * work
+
+    def report_sections(self, data: ReportData) -> list[Section]:
+        maps, image = {}, ""
+        for cell, arrays in data.with_arrays(self.name):
+            maps[(cell.interpolator, int(cell.params["factor"]))] = arrays
+            image = cell.params["image"]
+        if not maps:
+            return []
+        names = list(dict.fromkeys(name for name, _ in maps))
+        factors = sorted({f for _, f in maps})
+        headline = int(self.headline["factor"]) if self.headline["factor"] in factors else factors[-1]
+        return [
+            Section(f"Gradient pictures at f = {headline}", (
+                coverage_figure(maps, names, [headline], image, strip=True),
+                direction_figure(maps, names, [headline], image, strip=True)), glance=True),
+            Section("Input-gradient coverage over f", (coverage_figure(maps, names, factors, image),)),
+            Section("Translation-gradient direction over f", (direction_figure(maps, names, factors, image),)),
+        ]
+
+
+def _grid(maps, names, factors, strip, panel):
+    """Rows methods, columns factors; a ``strip`` (one factor) lays the methods out in one row instead."""
+    if strip:
+        return (tuple(panel(maps[(n, factors[0])]) if (n, factors[0]) in maps else None for n in names),)
+    return tuple(tuple(panel(maps[(n, f)]) if (n, f) in maps else None for f in factors) for n in names)
+
+
+def coverage_figure(maps, names: list[str], factors: list[int], image: str, strip: bool = False) -> Figure:
+    """The coverage maps (white: the pixel receives gradient; black: a hole; grey: outside the warped region)."""
+
+    def panel(arrays):
+        coverage = arrays["coverage"]
+        inside = coverage != OUTSIDE
+        share = float((coverage == COVERED).sum() / max(1, inside.sum()))
+        return Image(coverage.astype(np.float32), cmap="gray", vmin=0, vmax=2, note=f"{share:.2f} covered")
+
+    return Figure(
+        panels=_grid(maps, names, factors, strip, panel),
+        row_labels=() if strip else tuple(names),
+        col_labels=tuple(names) if strip else tuple(f"f = {f}" for f in factors),
+        caption=f"Image {image!r}{f' at f = {factors[0]}' if strip else ''}: which input pixels receive a "
+        "gradient from a random projection of the output (white), and which under the warp do not (black); "
+        "grey: outside the warped region. The share is the nonzero_grad_fraction metric of this image.",
+        alt="input-gradient coverage maps",
+    )
+
+
+def direction_figure(maps, names: list[str], factors: list[int], image: str, strip: bool = False) -> Figure:
+    """The translation-gradient field: at each offset, the direction of -dL/dt (green: toward alignment)."""
+
+    def panel(arrays):
+        points = np.asarray(arrays["offsets_px"], dtype=np.float64)
+        vectors = np.asarray(arrays["directions"], dtype=np.float64)
+        good = (vectors * -points).sum(axis=1) > 0
+        return Arrows(points, vectors, good, xlabel="t_x (input px)", note=f"{good.mean():.2f} toward")
+
+    return Figure(
+        panels=_grid(maps, names, factors, strip, panel),
+        row_labels=() if strip else tuple(names),
+        col_labels=tuple(names) if strip else tuple(f"f = {f}" for f in factors),
+        panel_size=(2.0, 2.1),
+        caption=f"Image {image!r}{f' at f = {factors[0]}' if strip else ''}: the gradient direction field of "
+        "the alignment loss over a grid of translations t of the warp (input px, y down): each arrow is -dL/dt "
+        "at t, green where it points toward alignment (the origin, +), red where not; a red dot is a zero "
+        "gradient. The share is the direction_accuracy metric of this image.",
+        alt="translation-gradient direction fields",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from suites.alignment import AlignmentSettings, Profile, SimilaritySuite
+from suites.alignment import AlignmentSettings, Profile, SimilaritySuite, similarity_options
 
 __all__ = ["ANGLES", "PROFILES", "RotationSuite", "SCALE"]
 
@@ -40,7 +40,16 @@ class RotationSuite(SimilaritySuite):
     name = "rotation"
     summary = "fidelity and alignment capture range vs the rotation angle at s = 2, against the box-filtered source"
     x_param = "angle"
+    x_doc = (
+        "the rotation in degrees: of the warp whose fidelity is measured, and (with a random sign) of the "
+        f"alignment's perturbation, its capture range. The scale is fixed at s = {SCALE:g}: each output pixel "
+        f"covers {SCALE:g} x {SCALE:g} input pixels."
+    )
+    headline = {"angle": 45.0}
     profiles: ClassVar[dict[str, Profile]] = PROFILES
+    sweep_option = "angles"
+    options = {k: v for k, v in similarity_options("angles", "the rotation angles swept, degrees").items()
+               if k != "max_rotation"}  # the sweep sets the rotation
 
     def geometry(self, x: float, settings: AlignmentSettings) -> tuple[float, float, float, AlignmentSettings]:
         """Fidelity warp rotated by ``x``; alignment from the unrotated warp to a ``+-x`` degree perturbation."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from suites.alignment import AlignmentSettings, Profile, SimilaritySuite
+from suites.alignment import AlignmentSettings, Profile, SimilaritySuite, similarity_options
 
 __all__ = ["BASE_ANGLE", "PROFILES", "ScaleSuite"]
 
@@ -49,7 +49,16 @@ class ScaleSuite(SimilaritySuite):
     name = "scale"
     summary = "fidelity (PSNR, SSIM) and alignment success vs the scale factor s, against the box-filtered source"
     x_param = "scale"
+    x_symbol = "s"
+    x_doc = (
+        "the sampler's scale factor, the output pixel size in input pixels: at s = 4 each output pixel covers "
+        "4 x 4 input pixels (a 4x downsampling), at s = 1 one, and s < 1 zooms in. Every warp also rotates by "
+        f"{BASE_ANGLE:g} degrees, so that samples fall off the pixel lattice."
+    )
+    headline = {"scale": 4.0}
     profiles: ClassVar[dict[str, Profile]] = PROFILES
+    sweep_option = "scales"
+    options = similarity_options("scales", "the scale factors s swept, e.g. 1,2,4,8")
 
     def geometry(self, x: float, settings: AlignmentSettings) -> tuple[float, float, float, AlignmentSettings]:
         """Scale ``x`` with the fixed :data:`BASE_ANGLE` for both measurements; the profile's protocol unchanged."""

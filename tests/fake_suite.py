@@ -24,10 +24,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import interpolators
-from suites.base import Cell, RunConfig, Suite
+from suites.base import Cell, CellResult, Metric, Option, ReportData, RunConfig, Suite
+from suites.sections import Figure, Image, Note, Section
 
 LEVELS = {"quick": [1, 2], "default": [1, 2, 4], "full": [1, 2, 4, 8]}
 IMAGES = ("ramp", "ramp_t")
@@ -43,6 +45,12 @@ def _ids(variable: str) -> set[str]:
 
 def ramp_error(name: str, hparams: dict[str, Any], level: float, transpose: bool) -> float:
     """Mean |sampled - exact| of the ramp ``x + 2y`` (or ``2x + y``) sampled at a zoom by ``level``."""
+    sampled, exact = ramp_samples(name, hparams, level, transpose)
+    return float((sampled - exact).abs().mean())
+
+
+def ramp_samples(name: str, hparams: dict[str, Any], level: float, transpose: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampled ramp ``(6, 6)`` and its exact values at the same points."""
     size = 12
     y, x = torch.meshgrid(
         torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
@@ -55,24 +63,29 @@ def ramp_error(name: str, hparams: dict[str, Any], level: float, transpose: bool
     py, px = torch.meshgrid(coords, coords, indexing="ij")
     grid = torch.stack([(2 * px + 1) / size - 1, (2 * py + 1) / size - 1], dim=-1)[None]  # align_corners=False
     sampler = interpolators.create(name, **hparams)
-    sampled = sampler(image, grid)[0, 0]
-    return float((sampled - (a * px + b * py)).abs().mean())
+    return sampler(image, grid)[0, 0], a * px + b * py
 
 
 class FakeSuite(Suite):
     name = "fake"
     summary = "a ramp sampled at a few zoom levels (tests only)"
     x_param = "level"
+    x_doc = "the zoom: output pixels per input pixel"
+    headline = {"level": 2}
+    metrics = {"abs_error": Metric("mean absolute error against the exact ramp", "px", "lower")}
+    options = {"scale_noise": Option("float", "a factor on the noise metric", minimum=0),
+               "levels": Option("ints", "the zoom levels", minimum=1)}
 
     def cells(self, config: RunConfig) -> list[Cell]:
         dataset = config.options.get("dataset")
         if dataset not in (None, "ramp"):
             raise ValueError(f"dataset: expected 'ramp', got {dataset!r}")
         seeds = config.seeds or 2
+        levels = config.options_for(self.name).get("levels", LEVELS[config.profile])
         return [
             Cell(self.name, name, dict(hparams), {"level": level}, seed)
             for name, hparams in config.interpolators.items()
-            for level in LEVELS[config.profile]
+            for level in levels
             for seed in range(seeds)
         ]
 
@@ -89,7 +102,7 @@ class FakeSuite(Suite):
             raise SimulatedCrash(ident)
         if ident in _ids("FAKE_SUITE_EXIT"):
             os._exit(3)
-        noise = torch.rand(()).item()  # from the global generator the runner seeds with cell.seed
+        noise = torch.rand(()).item() * config.options_for(self.name).get("scale_noise", 1.0)
         rows = []
         for image in IMAGES:
             error = ramp_error(cell.interpolator, cell.hparams, cell.params["level"], image == "ramp_t")
@@ -97,11 +110,23 @@ class FakeSuite(Suite):
                 error = float("nan")
             rows.append({"metric": "abs_error", "value": error, "unit": "px", "image": image})
         rows.append({"metric": "noise", "value": torch.tensor(noise), "unit": "1"})  # a tensor: the store converts it
-        return rows
+        if cell.seed != 0:
+            return rows
+        sampled, _ = ramp_samples(cell.interpolator, cell.hparams, cell.params["level"], False)
+        return CellResult(rows, {"sampled": sampled.to(torch.float16)})  # kept beside the cell, for the report
 
-    def report_sections(self, results, run_dir: Path) -> list[tuple[str, str]]:
-        n = int((results["suite"] == self.name).sum())
-        return [("Fake <extra> section", f"<p id='fake-extra'>{n} rows of fake</p>")]
+    def report_sections(self, data: ReportData) -> list[Section]:
+        n = int((data.results["suite"] == self.name).sum())
+        pictures = {(c.interpolator, c.params["level"]): a["sampled"] for c, a in data.with_arrays(self.name)}
+        sections = [Section("Fake <extra> section", (Note(f"{n} rows of fake"),))]
+        if pictures:
+            names = list(dict.fromkeys(name for name, _ in pictures))
+            levels = sorted({level for _, level in pictures})
+            panels = tuple(tuple(Image(np.asarray(pictures[(n_, lv)], dtype=float) / 36.0, cmap="viridis")
+                                 for lv in levels) for n_ in names)
+            sections.insert(0, Section("Sampled ramps", (Figure(panels, tuple(names), tuple(map(str, levels)),
+                                                                 caption="the sampled ramp"),), glance=True))
+        return sections
 
 
 class FakeSuiteNoX(FakeSuite):

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from suites import classify
-from suites.base import RunConfig
+from suites.base import ReportData, RunConfig
+from suites.sections import Figure, Note, Table
 from suites.classify import ClassifySuite, protocol_for
 
 
@@ -176,19 +177,38 @@ def fake_results() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _sections(results: pd.DataFrame) -> dict:
+    data = ReportData(results, RunConfig(suites=("classify",), interpolators={}))
+    return {section.title: section for section in ClassifySuite().report_sections(data)}
+
+
+def _text(section) -> str:
+    """Every table cell, caption and note of a section as one string."""
+    parts = []
+    for item in section.items:
+        if isinstance(item, Table):
+            parts += [item.caption, item.frame.to_string()]
+        elif isinstance(item, Note):
+            parts.append(item.text)
+    return "\n".join(parts)
+
+
 class TestReport:
-    def test_sections(self, tmp_path):
-        sections = dict(ClassifySuite().report_sections(fake_results(), tmp_path))
-        table2 = sections["Classification error (%), Table 2 layout (this run)"]
+    def test_sections(self):
+        sections = _sections(fake_results())
+        table2 = _text(sections["Classification error (%), Table 2 layout (this run)"])
         assert "250 labels" in table2 and "1000 labels" in table2
         assert "15.50 ± 0.71 (n=2)" in table2  # bilinear at 250 labels: seeds 15 and 16
         assert "wo_norm" not in table2  # ablations are not rows of Table 2
-        paper2 = sections["Table 2 as published (the paper's numbers, not measured here)"]
+        paper2 = _text(sections["Table 2 as published (the paper's numbers, not measured here)"])
         assert "7.21 ± 0.06" in paper2 and "not produced by this harness" in paper2
-        table4 = sections["Ablation (%), Table 4 layout (this run)"]
+        table4 = _text(sections["Ablation (%), Table 4 layout (this run)"])
         assert table4.index("ESTN w/o norm") < table4.index("ESTN w/o ER")
-        assert "log-likelihood" in sections["Table 4 as published (the paper's numbers, not measured here)"]
-        assert "data:image/png;base64," in sections["Learning curves (this run)"]
+        assert "log-likelihood" in _text(sections["Table 4 as published (the paper's numbers, not measured here)"])
+        (curves,) = sections["Learning curves (this run)"].items
+        assert isinstance(curves, Figure) and len(curves.panels) == 2  # validation error and train loss
+        val_250 = {s.label: s for s in curves.panels[0][0].series}
+        assert list(val_250["bilinear"].y) == pytest.approx([50.0, 25.0, 50.0 / 3])
 
-    def test_no_classify_rows(self, tmp_path):
-        assert ClassifySuite().report_sections(fake_results().query("suite == 'scale'"), tmp_path) == []
+    def test_no_classify_rows(self):
+        assert _sections(fake_results().query("suite == 'scale'")) == {}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 from fake_suite import ENV_VARS, SUITES, SimulatedCrash, run_cli
 
@@ -36,7 +37,12 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
 
 
 def cell_files(run: Path) -> dict[str, tuple[int, bytes]]:
-    return {k: v for k, v in snapshot(run).items() if k.startswith("cells/")}
+    """The cell records (``cells/*.json``; their arrays, ``cells/*.npz``, are in :func:`array_files`)."""
+    return {k: v for k, v in snapshot(run).items() if k.startswith("cells/") and k.endswith(".json")}
+
+
+def array_files(run: Path) -> dict[str, tuple[int, bytes]]:
+    return {k: v for k, v in snapshot(run).items() if k.startswith("cells/") and k.endswith(".npz")}
 
 
 def ran_cells(log: Path) -> list[str]:
@@ -100,9 +106,10 @@ class TestRun:
             "seeds": None,
             "profile": "quick",
             "options": {},
+            "suite_options": {},
         }
         assert len(meta["planned"]) == N_QUICK_CELLS
-        assert sorted(meta["planned"]) == sorted(p.stem for p in (run / "cells").iterdir())
+        assert sorted(meta["planned"]) == sorted(p.stem for p in (run / "cells").glob("*.json"))
         env = meta["environment"]
         assert env["versions"]["torch"] is not None and env["versions"]["python"] == ".".join(
             map(str, sys.version_info[:3])
@@ -115,8 +122,10 @@ class TestRun:
         assert meta["started"] <= meta["finished"] and meta["suites"]["fake"]["x_param"] == "level"
         assert meta["command"][:4] == ["python", "-m", "bench", "run"]
 
-        record = json.loads(next((run / "cells").iterdir()).read_text())
-        assert set(record) == {"key", "cell", "hparams", "status", "error", "started", "finished", "duration_s", "rows"}
+        record = json.loads(next((run / "cells").glob("*.json")).read_text())
+        assert set(record) == {
+            "key", "cell", "hparams", "status", "error", "started", "finished", "duration_s", "arrays", "rows"
+        }
         assert record["status"] == "ok" and record["error"] is None and record["duration_s"] >= 0
 
         results = pd.read_csv(run / "results.csv")
@@ -147,8 +156,9 @@ class TestRun:
             assert value.tolist() == [pytest.approx(torch.rand(()).item())]
 
         summary = pd.read_csv(run / "summary.csv")
-        assert len(summary) == 2 * 2 * 3  # interpolators x levels x (abs_error x 2 images + noise)
-        assert (summary["n"] == 2).all()
+        assert len(summary) == 2 * 2 * 2  # interpolators x levels x metrics; the units (seeds, images) pooled
+        assert summary.set_index("metric")["n"].to_dict() == {"abs_error": 2 * 2, "noise": 2}
+        assert "image" not in summary.columns and "seed" not in summary.columns
         assert "fake" in (run / "report.html").read_text()
 
     def test_no_progress_bar_off_a_terminal(self, fake_suites, capsys):
@@ -245,6 +255,8 @@ class TestInterruptAndResume:
         assert "interrupted" in err and "--resume run" in err
         before = cell_files(Path("run"))
         assert len(before) == 4
+        arrays_before = array_files(Path("run"))
+        assert len(arrays_before) == 2  # the seed-0 cells keep arrays
         meta = json.loads(Path("run/meta.json").read_text())
         assert meta["finished"] is None and meta["sessions"][0]["interrupted"] is True
         assert len(pd.read_csv("run/results.csv")) == 4 * 3  # the tables and report cover the finished cells
@@ -257,6 +269,8 @@ class TestInterruptAndResume:
         assert len(ran_cells(fake_suites / "log")) == N_QUICK_CELLS - 4
         after = cell_files(Path("run"))
         assert {k: after[k] for k in before} == before  # finished cells untouched: same mtime, same bytes
+        arrays_after = array_files(Path("run"))
+        assert {k: arrays_after[k] for k in arrays_before} == arrays_before and len(arrays_after) == 4
         assert Path("run/results.csv").read_bytes() == (reference_run / "results.csv").read_bytes()
         assert Path("run/summary.csv").read_bytes() == (reference_run / "summary.csv").read_bytes()
         assert json.loads(Path("run/meta.json").read_text())["finished"] is not None
@@ -316,43 +330,64 @@ class TestReportAndCompare:
         assert (reference_run / "report.html").stat().st_size > 1000
 
     def test_compare(self, fake_suites, capsys, reference_run, monkeypatch):
-        monkeypatch.setenv("FAKE_SUITE_NAN", "nearest:2:1")  # b lacks one group (its cells failed)
+        monkeypatch.setenv("FAKE_SUITE_NAN", "nearest:2:1")  # b lacks one cell (it failed)
         assert run_cli(capsys, "run", *QUICK, "--seeds", "3", "--out", "b")[0] == 1
         code, out, _ = run_cli(capsys, "compare", str(reference_run), "b", "--out", "cmp/diff.csv")
         assert code == 0
-        assert f"a = {reference_run}" in out and "b-a" in out and "rel_change" in out
+        assert f"a = {reference_run}" in out and "b-a [95% CI]" in out
         table = pd.read_csv("cmp/diff.csv")
         assert list(table.columns) == [
-            "suite",
-            "interpolator",
-            "hparams",
-            "level",
-            "metric",
-            "unit",
-            "image",
-            "a",
-            "b",
-            "b-a",
-            "rel_change",
-        ]
-        assert len(table) == 12
-        summary_a = pd.read_csv(reference_run / "summary.csv")
-        summary_b = pd.read_csv("b/summary.csv")
-        noise = table[(table.metric == "noise") & (table.interpolator == "bilinear") & (table.level == 1)].iloc[0]
-        mean_a = summary_a.query("metric == 'noise' and interpolator == 'bilinear' and level == 1")["mean"].item()
-        mean_b = summary_b.query("metric == 'noise' and interpolator == 'bilinear' and level == 1")["mean"].item()
-        assert noise["a"] == pytest.approx(mean_a) and noise["b"] == pytest.approx(mean_b)
-        assert noise["b-a"] == pytest.approx(mean_b - mean_a)
-        assert noise["rel_change"] == pytest.approx((mean_b - mean_a) / abs(mean_a))
-        nearest_2 = table[(table.interpolator == "nearest") & (table.level == 2) & (table.metric == "abs_error")]
-        assert nearest_2["b"].notna().all()  # seeds 0 and 2 still count
+            "suite", "interpolator", "hparams", "level", "metric", "unit",
+            "n_a", "n_b", "a", "b", "b-a", "ci_low", "ci_high", "rel_change", "p", "test", "significant",
+        ]  # fmt: skip
+        assert len(table) == 2 * 2 * 2  # interpolators x levels x metrics: seeds and images are the units
+        results_a, results_b = pd.read_csv(reference_run / "results.csv"), pd.read_csv("b/results.csv")
+        at = "metric == 'noise' and interpolator == 'bilinear' and level == 1"
+        a_values, b_values = results_a.query(at)["value"], results_b.query(at)["value"]
+        noise = table.query(at).iloc[0]
+        assert noise["a"] == pytest.approx(a_values.mean()) and noise["b"] == pytest.approx(b_values.mean())
+        assert noise["b-a"] == pytest.approx(b_values.mean() - a_values.mean())
+        assert noise["rel_change"] == pytest.approx(noise["b-a"] / abs(noise["a"]))
+        # seeds 0, 1 against 0, 1, 2: not the same units, so Welch's test, as scipy computes it
+        assert noise["test"] == "Welch t" and (noise["n_a"], noise["n_b"]) == (2, 3)
+        assert noise["p"] == pytest.approx(scipy.stats.ttest_ind(b_values, a_values, equal_var=False).pvalue)
+        nearest_2 = table.query("interpolator == 'nearest' and level == 2 and metric == 'abs_error'").iloc[0]
+        assert nearest_2["n_b"] == 2 * 2  # seeds 0 and 2 still count, two images each
+        # the ramp's error does not depend on the seed: the same in both runs, a tie
+        assert nearest_2["test"] == "equal" and not nearest_2["significant"]
+        assert all(len(line) <= 80 for line in out.splitlines())
+
+    def test_compare_pairs_the_units_and_flags_differences(self, fake_suites, capsys, reference_run):
+        assert run_cli(capsys, "run", *QUICK, "--option", "fake.scale_noise=2", "--out", "b")[0] == 0
+        table = _compare(capsys, reference_run, "b")
+        noise = table.query("metric == 'noise' and interpolator == 'nearest' and level == 2").iloc[0]
+        a_values = pd.read_csv(reference_run / "results.csv").query(
+            "metric == 'noise' and interpolator == 'nearest' and level == 2").sort_values("seed")["value"]
+        # b = 2 a on the same seeds: a paired test of the differences a
+        assert noise["test"] == "paired t" and noise["b-a"] == pytest.approx(a_values.mean())
+        assert noise["p"] == pytest.approx(scipy.stats.ttest_rel(2 * a_values, a_values).pvalue)
+
+    def test_compare_warns_when_nothing_is_shared(self, fake_suites, capsys, reference_run):
+        assert run_cli(capsys, "run", "--suite", "fakebar", *QUICK[2:], "--out", "b")[0] == 0
+        code, out, err = run_cli(capsys, "compare", str(reference_run), "b")
+        assert code == 0
+        assert "warning: the runs share no group" in err and "['fake']" in err and "['fakebar']" in err
+
+    def test_compare_survives_a_closed_pipe(self, fake_suites, capsys, reference_run):
+        assert run_cli(capsys, "run", *QUICK, "--seeds", "3", "--out", "b")[0] == 0
+        env = os.environ | {"PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO)]), "OMP_NUM_THREADS": "1"}
+        argv = [sys.executable, "-m", "bench", "compare", str(reference_run), "b"]
+        with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            process.stdout.close()  # like `| head` that has read what it wanted
+            _, err = process.communicate(timeout=120)
+        assert process.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
 
     def test_compare_ignoring_hparams(self, fake_suites, capsys, reference_run):
         assert run_cli(capsys, "run", *QUICK, "--set", "bilinear.padding_mode=border", "--out", "b")[0] == 0
         table = _compare(capsys, reference_run, "b")
-        assert table["b"].isna().sum() == 6 and table["a"].isna().sum() == 6  # bilinear's hparams differ
+        assert table["b"].isna().sum() == 4 and table["a"].isna().sum() == 4  # bilinear's hparams differ
         table = _compare(capsys, reference_run, "b", "--ignore-hparams")
-        assert len(table) == 12 and table[["a", "b"]].notna().all().all()
+        assert len(table) == 8 and table[["a", "b"]].notna().all().all()
         assert (table["b-a"].abs() < 1e-12).all()  # padding does not touch the interior
 
 
@@ -395,7 +430,7 @@ BAD_INPUT = {
     "quick and full": (["run", "--suite", "fake", "--quick", "--full"], ["not allowed with argument"]),
     "zero seeds": (["run", "--suite", "fake", "--seeds", "0"], ["positive integer"]),
     "bad device": (["run", "--suite", "fake", "--device", "tpu"], ["invalid choice: 'tpu'", "'cuda'"]),
-    "missing images": (["run", "--suite", "fake", "--images", "nowhere"], ["--images nowhere", "existing folder"]),
+    "missing images": (["run", "--suite", "fake", "--images", "nowhere"], ["--images", "'nowhere'", "existing folder"]),
     "bad backbone": (["run", "--suite", "fake", "--backbone", "resnet18"], ["timm:NAME"]),
     "accuracy from non-run": (
         ["run", "--suite", "fake", "--accuracy-from", "empty"],
@@ -412,6 +447,26 @@ BAD_INPUT = {
     "resume non-run": (["run", "--resume", "empty"], ["--resume", "not a run folder", "no meta.json"]),
     "resume missing": (["run", "--resume", "nowhere"], ["--resume", "nowhere is not a folder"]),
     "report non-run": (["report", "empty"], ["not a run folder"]),
+    "malformed option": (["run", "--suite", "fake", "--option", "levels=3"], ["expected SUITE.KEY=VALUE"]),
+    "option of unknown suite": (["run", "--suite", "fake", "--option", "nope.x=1"], ["unknown suite 'nope'"]),
+    "option of unselected suite": (
+        ["run", "--suite", "fake", "--option", "fakebar.levels=1"],
+        ["'fakebar' is not among the selected suites"],
+    ),
+    "unknown option": (["run", "--suite", "fake", "--option", "fake.nope=1"], ["no option 'nope'", "'levels'"]),
+    "option of the wrong type": (
+        ["run", "--suite", "fake", "--option", "fake.levels=1,two"],
+        ["--option fake.levels", "comma-separated integers", "'two'"],
+    ),
+    "option below its minimum": (
+        ["run", "--suite", "fake", "--option", "fake.scale_noise=-1"],
+        ["--option fake.scale_noise", ">= 0", "-1"],
+    ),
+    "missing config file": (["run", "--config", "nowhere.toml"], ["--config nowhere.toml", "expected a TOML file"]),
+    "config with an unknown key": (["run", "--config", "bad-key.toml"], ["unknown key(s) ['suite']"]),
+    "config that is not TOML": (["run", "--config", "not.toml"], ["not valid TOML"]),
+    "config with a bad hparam": (["run", "--config", "bad-set.toml"], ["no hyperparameter 'nope'"]),
+    "dry run of a bad option": (["run", "--suite", "fake", "--option", "fake.levels=0", "--dry-run"], [">= 1"]),
     "compare non-run": (["compare", "empty", "full"], ["RUN_A", "not a run folder"]),
     "unknown command": (["frobnicate"], ["invalid choice: 'frobnicate'"]),
     "no command": ([], ["required: COMMAND"]),
@@ -423,6 +478,9 @@ def test_bad_input_exits_2_and_writes_nothing(fake_suites, capsys, argv, expecte
     (fake_suites / "empty").mkdir()
     (fake_suites / "full").mkdir()
     (fake_suites / "full" / "x.txt").write_text("x")
+    (fake_suites / "bad-key.toml").write_text('suite = "fake"\n')
+    (fake_suites / "not.toml").write_text("suites = [fake\n")
+    (fake_suites / "bad-set.toml").write_text('suites = "fake"\n[set.bilinear]\nnope = 1\n')
     before = snapshot(fake_suites) | {"dirs": sorted(str(p) for p in fake_suites.rglob("*"))}
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -466,6 +524,56 @@ def test_cuda_without_cuda_exits_2(fake_suites, capsys, monkeypatch):
     assert not (fake_suites / "runs").exists()
 
 
+class TestOptionsAndConfig:
+    def test_option_reaches_the_suite(self, fake_suites, capsys):
+        code, _, err = run_cli(capsys, "run", *QUICK, "--option", "fake.levels=1,4", "--out", "run")
+        assert code == 0, err
+        config = RunStore.open("run").config()
+        assert config.suite_options == {"fake": {"levels": [1, 4]}} and config.options == {}
+        assert sorted(pd.read_csv("run/results.csv")["level"].unique()) == [1, 4]
+
+    def test_config_file_and_flags_over_it(self, fake_suites, capsys):
+        (fake_suites / "imgs").mkdir()
+        Path("run.toml").write_text(
+            'suites = ["fake"]\ninterpolators = "bilinear,nearest"\nprofile = "quick"\nseeds = 1\nimages = "imgs"\n'
+            "[set.bilinear]\npadding_mode = \"border\"\n[option.fake]\nlevels = [1, 2]\nscale_noise = 0.5\n"
+        )
+        code, _, err = run_cli(capsys, "run", "--config", "run.toml", "--option", "fake.levels=4", "--seeds", "2",
+                               "--out", "run", "--no-progress")
+        assert code == 0, err
+        config = RunStore.open("run").config()
+        assert config.suites == ("fake",) and config.profile == "quick" and config.seeds == 2  # the flag wins
+        assert config.interpolators == {"bilinear": {"padding_mode": "border"}, "nearest": {}}
+        assert config.suite_options == {"fake": {"levels": [4], "scale_noise": 0.5}}
+        assert config.options == {"images": str((fake_suites / "imgs").resolve())}  # relative to the file
+
+    def test_dry_run_prints_the_plan_and_writes_nothing(self, fake_suites, capsys):
+        before = snapshot(fake_suites)
+        code, out, _ = run_cli(capsys, "run", *QUICK, "--option", "fake.levels=1,2,4", "--dry-run")
+        assert code == 0 and snapshot(fake_suites) == before and not (fake_suites / "runs").exists()
+        assert "dry run (nothing is written)" in out
+        assert "fake" in out and "12 cells" in out and "2 interpolators x 3 level x 2 seeds" in out
+        assert "? (no estimate)" in out  # the fake suite has no time estimate
+
+    def test_dry_run_of_the_main_job_estimates_its_time(self, tmp_path, capsys, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        code, out, _ = run_cli(capsys, "run", "--suite", "scale,cost", "--interpolators", "bilinear,lstn",
+                               "--dry-run", "--device", "cpu")
+        assert code == 0 and list(tmp_path.iterdir()) == []
+        assert "scale         30 cells" in out and "cost          16 cells" in out
+        seconds = [float(m) for m in re.findall(r"~(\d+(?:\.\d+)?) s", out)]
+        assert len(seconds) == 3 and seconds[-1] == pytest.approx(seconds[0] + seconds[1], abs=1)
+
+    def test_dry_run_of_a_resume_counts_what_is_left(self, fake_suites, capsys, reference_run):
+        (reference_run / "cells" / next(p.name for p in (reference_run / "cells").glob("*.json"))).unlink()
+        code, out, _ = run_cli(capsys, "run", "--resume", str(reference_run), "--dry-run")
+        assert code == 0 and "resume" in out and "1 cells (7 done)" in out
+
+    def test_list_shows_the_suites_options(self, fake_suites, capsys):
+        code, out, _ = run_cli(capsys, "list")
+        assert code == 0 and "--option fake.levels=...  comma-separated integers >= 1: the zoom levels" in out
+
+
 class TestResumeGuards:
     @pytest.mark.parametrize(
         ("extra", "expected"),
@@ -476,6 +584,7 @@ class TestResumeGuards:
             (["--set", "bilinear.padding_mode=border"], "interpolators: run has"),
             (["--suite", "fakebar"], "suites: run has ['fake']"),
             (["--dataset", "ramp"], "options: run has {}"),
+            (["--option", "fake.levels=1"], "suite_options: run has {}"),
             (["--out", "elsewhere"], "stays in its folder"),
         ],
     )

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch.utils import flop_counter
 
 import interpolators
-from suites.base import RunConfig
+from suites.base import ReportData, RunConfig
+from suites.sections import Note, Table
 from suites.cost import (
     ANALYTIC_FLOPS,
     PROFILES,
@@ -466,25 +467,37 @@ class TestReport:
         with pytest.raises(ValueError, match="bilinear"):
             ratios_to_baseline(frame[frame["interpolator"] != "bilinear"])
 
-    def test_sections_without_accuracy_say_so(self, tmp_path):
-        sections = dict(CostSuite().report_sections(_cost_frame(), tmp_path))
-        assert "<table" in sections["Cost relative to bilinear"]
-        assert "No accuracy results" in sections["Latency vs accuracy (Fig. 5c)"]
+    def test_sections_without_accuracy_say_so(self):
+        sections = _sections(_cost_frame())
+        ratio = sections["Cost relative to bilinear"]
+        assert any(isinstance(item, Table) and (item.frame["lstn"] == 3).all() for item in ratio.items)
+        (note,) = sections["Latency vs accuracy (Fig. 5c)"].items
+        assert isinstance(note, Note) and "No accuracy results" in note.text
 
-    def test_chart_joins_this_run(self, tmp_path):
+    def test_chart_joins_this_run(self):
         accuracy = pd.DataFrame([{"suite": "scale", "interpolator": n, "metric": "align_success", "value": v}
                                  for n, v in (("bilinear", 0.2), ("lstn", 0.9))])
-        sections = dict(CostSuite().report_sections(pd.concat([_cost_frame(), accuracy]), tmp_path))
-        html = sections["Latency vs accuracy (Fig. 5c)"]
-        assert "align_success" in html and "this run" in html and 'src="data:image/png;base64,' in html
+        (figure,) = _sections(pd.concat([_cost_frame(), accuracy]))["Latency vs accuracy (Fig. 5c)"].items
+        assert "align_success" in figure.caption and "this run" in figure.caption
+        inference, training = figure.panels[0]
+        # latency (batch 1, largest size) against the accuracy, per interpolator
+        assert sorted(inference.points) == [("bilinear", 2.0, 0.2), ("lstn", 6.0, 0.9)]
+        assert sorted(training.points) == [("bilinear", 5.0, 0.2), ("lstn", 15.0, 0.9)]
 
-    def test_chart_joins_a_previous_run(self, tmp_path):
-        previous = tmp_path / "previous"
-        previous.mkdir()
-        pd.DataFrame([{"suite": "scale", "interpolator": n, "metric": "psnr", "value": v}
-                      for n, v in (("bilinear", 25.0), ("lstn", 27.0))]).to_csv(previous / "results.csv", index=False)
-        run = tmp_path / "run"
-        run.mkdir()
-        (run / "meta.json").write_text(json.dumps({"config": {"options": {"accuracy_from": str(previous)}}}))
-        html = dict(CostSuite().report_sections(_cost_frame(), run))["Latency vs accuracy (Fig. 5c)"]
-        assert "psnr" in html and str(previous) in html and "base64," in html
+    def test_chart_joins_a_linked_run(self):
+        previous = pd.DataFrame([{"suite": "scale", "interpolator": n, "metric": "psnr", "value": v}
+                                 for n, v in (("bilinear", 25.0), ("lstn", 27.0))])
+        (figure,) = _sections(_cost_frame(), linked={"accuracy_from": previous})["Latency vs accuracy (Fig. 5c)"].items
+        assert "psnr" in figure.caption and "accuracy_from" in figure.caption
+        assert sorted(figure.panels[0][0].points) == [("bilinear", 2.0, 25.0), ("lstn", 6.0, 27.0)]
+
+    def test_options_change_the_grid(self):
+        config = _config().__class__(suites=("cost",), interpolators={"bilinear": {}}, profile="quick",
+                                     suite_options={"cost": {"sizes": [16], "batches": [1, 4]}})
+        cells = CostSuite().cells(config)
+        assert sorted((c.params["size"], c.params["batch"]) for c in cells) == [(16, 1), (16, 4)]
+
+
+def _sections(results: pd.DataFrame, linked=None) -> dict:
+    data = ReportData(results, RunConfig(suites=("cost",), interpolators={}), linked=linked or {})
+    return {section.title: section for section in CostSuite().report_sections(data)}

@@ -274,7 +274,7 @@ class TestSuite:
         quick = _config("quick", names=("bilinear",), images=str(tmp_path))
         cells = suite.cells(quick)
         assert {c.params["image"] for c in cells} == {"a_img"}
-        rows = suite.run_cell(cells[0], quick, tmp_path)
+        rows = suite.run_cell(cells[0], quick, tmp_path).rows
         assert {r["metric"] for r in rows} == {
             "norm_ratio",
             "nonzero_grad_fraction",
@@ -286,7 +286,7 @@ class TestSuite:
     def test_run_cell_rows(self, name, tmp_path):
         config = _config(names=(name,))
         cell = Cell(suite="gradients", interpolator=name, hparams={}, params={"factor": 4, "image": "camera"})
-        rows = G.GradientsSuite().run_cell(cell, config, tmp_path)
+        rows = G.GradientsSuite().run_cell(cell, config, tmp_path).rows
         metrics = {r["metric"]: r for r in rows}
         expected = {"norm_ratio", "nonzero_grad_fraction", "direction_accuracy", "grad_cosine"}
         if interpolators.describe(name)["stochastic"]:
@@ -302,21 +302,49 @@ class TestSuite:
     def test_stochastic_gets_a_spread_row(self, noisy_registered, tmp_path):
         config = _config(names=(noisy_registered,))
         (cell,) = [c for c in G.GradientsSuite().cells(config) if c.params["factor"] == 2]
-        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path)}
+        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path).rows}
         assert rows["grad_spread"] > 0
         # same seed, same rows
-        again = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path)}
+        again = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path).rows}
         assert again == rows
 
     @pytest.mark.skipif("estn" not in interpolators.available(), reason="estn not registered")
     def test_instance_stochasticity_counts(self, tmp_path):
         config = RunConfig(suites=("gradients",), interpolators={"estn": {"sampling": "random"}}, profile="quick")
         (cell,) = [c for c in G.GradientsSuite().cells(config) if c.params["factor"] == 4]
-        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path)}
+        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path).rows}
         assert rows["grad_spread"] > 0
 
     def test_nearest_reports_zero_direction(self, tmp_path):
         config = _config(names=("nearest",))
         cell = Cell(suite="gradients", interpolator="nearest", hparams={}, params={"factor": 1, "image": "camera"})
-        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path)}
+        rows = {r["metric"]: r["value"] for r in G.GradientsSuite().run_cell(cell, config, tmp_path).rows}
         assert rows["direction_accuracy"] == 0.0 and rows["grad_cosine"] == 0.0
+
+
+class TestPictures:
+    """The coverage map and the direction field a picture cell keeps match the cell's own numbers."""
+
+    @pytest.mark.parametrize("name", ["bilinear", "estn", "nearest"])
+    def test_maps_match_the_metrics(self, name, tmp_path):
+        config = _config(names=(name,))
+        cell = Cell(suite="gradients", interpolator=name, hparams={}, params={"factor": 4, "image": "camera"})
+        result = G.GradientsSuite().run_cell(cell, config, tmp_path)
+        rows = {r["metric"]: r["value"] for r in result.rows}
+        profile = G.GradientsSuite().profile(config)
+        coverage = result.arrays["coverage"]
+        n = min(profile.crop, 512 // G.DOWNSAMPLE)
+        assert coverage.shape == (n, n) and coverage.dtype == np.uint8 and set(np.unique(coverage)) <= {0, 1, 2}
+        inside = coverage != G.OUTSIDE
+        assert (coverage == G.COVERED).sum() / inside.sum() == pytest.approx(rows["nonzero_grad_fraction"])
+        theta, out = G.downsampling_warp(4, n)
+        np.testing.assert_array_equal(inside, G.warped_region(theta, (n, n), out)[0, 0].numpy())
+        offsets, directions = (result.arrays[k].astype(np.float64) for k in ("offsets_px", "directions"))
+        assert offsets.shape == directions.shape == (profile.grid**2 - (profile.grid % 2), 2)
+        assert np.abs(offsets).max() == pytest.approx(profile.radius, rel=1e-3)
+        norms = np.linalg.norm(directions, axis=1)
+        assert np.allclose(norms[norms > 0], 1.0, atol=2e-3)
+        toward = (directions * -offsets).sum(axis=1) > 0
+        assert toward.mean() == pytest.approx(rows["direction_accuracy"])
+        if name == "nearest":
+            assert (norms == 0).all()  # no gradient to the grid

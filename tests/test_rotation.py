@@ -64,7 +64,7 @@ class TestRotationRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestRotation()
         cell = next(c for c in suite.cells(cfg) if c.params["angle"] == angle)
-        rows = suite.run_cell(cell, cfg, tmp_path)
+        rows = suite.run_cell(cell, cfg, tmp_path).rows
         values = {r["metric"]: r["value"] for r in rows}
         assert set(values) == {"psnr", "ssim", "align_success", "align_corner_error_median"}
         assert all(math.isfinite(v) for v in values.values())
@@ -78,5 +78,5 @@ class TestRotationRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestRotation()
         cell = next(c for c in suite.cells(cfg) if c.params["angle"] == 30.0)
-        values = {r["metric"]: r["value"] for r in suite.run_cell(cell, cfg, tmp_path)}
+        values = {r["metric"]: r["value"] for r in suite.run_cell(cell, cfg, tmp_path).rows}
         assert 10 < values["psnr"] < 100

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 import skimage.io
+import torch
 
 import suites
 from suites.alignment import AlignmentSettings, Profile
-from suites.base import RunConfig
+from suites.base import Cell, RunConfig
 from suites.images import BUILTIN_IMAGES
 from suites.scale import BASE_ANGLE, PROFILES, SCALES, ScaleSuite
 
@@ -99,13 +100,16 @@ class TestScaleRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestScale()
         cell = next(c for c in suite.cells(cfg) if c.params["scale"] == scale)
-        rows = suite.run_cell(cell, cfg, tmp_path)
-        assert [r["metric"] for r in rows] == ["psnr", "ssim", "align_success", "align_corner_error_median"]
-        assert [r["unit"] for r in rows] == ["dB", "1", "fraction", "px"]
+        rows = suite.run_cell(cell, cfg, tmp_path).rows
+        trials = suite.profile(cfg).settings.trials
+        assert [r["metric"] for r in rows] == ["psnr", "ssim", *["align_success"] * trials, "align_corner_error_median"]
+        assert [r["unit"] for r in rows] == ["dB", "1", *["fraction"] * trials, "px"]
+        assert all(isinstance(r["value"], float) and math.isfinite(r["value"]) for r in rows)
         values = {r["metric"]: r["value"] for r in rows}
-        assert all(isinstance(v, float) and math.isfinite(v) for v in values.values())
-        assert 5 < values["psnr"] < 120 and -1 <= values["ssim"] <= 1
-        assert 0 <= values["align_success"] <= 1 and values["align_corner_error_median"] >= 0
+        assert 5 < values["psnr"] < 120 and -1 <= values["ssim"] <= 1 and values["align_corner_error_median"] >= 0
+        # one success row per trial: 0 or 1, numbered
+        success = [r for r in rows if r["metric"] == "align_success"]
+        assert [r["trial"] for r in success] == list(range(trials)) and {r["value"] for r in success} <= {0.0, 1.0}
 
     def test_same_seed_same_rows(self, tmp_path):
         write_images(tmp_path, count=1)
@@ -113,8 +117,62 @@ class TestScaleRunCell:
                         options={"images": str(tmp_path)})
         suite = TiniestScale()
         cell = suite.cells(cfg)[0]
-        assert suite.run_cell(cell, cfg, tmp_path) == suite.run_cell(cell, cfg, tmp_path)
+        first, second = suite.run_cell(cell, cfg, tmp_path), suite.run_cell(cell, cfg, tmp_path)
+        assert first.rows == second.rows
+        assert first.arrays.keys() == second.arrays.keys() == {"warped", "truth", "error", "trajectory"}
+        for name in first.arrays:
+            np.testing.assert_array_equal(first.arrays[name], second.arrays[name])
 
 
 def test_profile_type():
     assert all(isinstance(p, Profile) for p in PROFILES.values())
+
+
+class TestPictures:
+    """The arrays a picture cell keeps: the ground truth is the renderer's, the error map is the difference."""
+
+    @staticmethod
+    def run(tmp_path, scale: float, image: str = "img0", seed: int = 0, method: str = "bilinear"):
+        write_images(tmp_path, count=2)
+        cfg = RunConfig(suites=("scale",), interpolators={method: {}}, profile="quick",
+                        options={"images": str(tmp_path)}, suite_options={"scale": {"trials": 3, "steps": 4}})
+        suite = ScaleSuite()
+        cell = Cell("scale", method, {}, {"scale": scale, "image": image}, seed)
+        return suite, cfg, cell, suite.run_cell(cell, cfg, tmp_path)
+
+    @pytest.mark.parametrize("scale", [0.5, 4.0])
+    def test_truth_warp_and_error(self, tmp_path, scale):
+        from suites.alignment import (PICTURE_SIDE, benchmark_pair, centre_crop, interior_mask, output_size,
+                                      similarity_theta)
+        from suites.render import render_affine, supersample_for
+        from suites.sections import to_uint8
+
+        suite, cfg, cell, result = self.run(tmp_path, scale)
+        arrays = result.arrays
+        source, input = benchmark_pair("img0", str(tmp_path))
+        out_size = output_size(tuple(input.shape[-2:]), scale)
+        theta = similarity_theta(scale, BASE_ANGLE, (0.0, 0.0), tuple(input.shape[-2:]), out_size).float()
+        truth = render_affine(source, theta, out_size, supersample_for(theta, tuple(source.shape[-2:]), out_size))
+        side = min(PICTURE_SIDE, out_size[0]), min(PICTURE_SIDE, out_size[1])
+        assert arrays["truth"].shape == arrays["warped"].shape == side and arrays["truth"].dtype == np.uint8
+        np.testing.assert_array_equal(arrays["truth"], to_uint8(centre_crop(truth[0])))
+        grid = torch.nn.functional.affine_grid(theta, [1, 1, *out_size], align_corners=False)
+        warped = torch.nn.functional.grid_sample(input, grid, align_corners=False)  # bilinear is grid_sample
+        np.testing.assert_array_equal(arrays["warped"], to_uint8(centre_crop(warped[0])))
+        inside = centre_crop(interior_mask(theta, tuple(input.shape[-2:]), out_size)[0, 0]).numpy()
+        error = arrays["error"].astype(np.float64)
+        assert arrays["error"].dtype == np.float16 and np.isnan(error[~inside]).all()
+        expected = centre_crop((warped - truth).abs()[0, 0]).numpy()
+        np.testing.assert_allclose(error[inside], expected[inside], rtol=2e-3, atol=1e-4)  # float16
+
+    def test_trajectories_end_where_the_rows_say(self, tmp_path):
+        suite, cfg, cell, result = self.run(tmp_path, 2.0)
+        trajectory = result.arrays["trajectory"].astype(np.float64)
+        assert trajectory.shape == (4 + 1, 3)  # steps + 1, the first trials (all 3 here)
+        success = [r["value"] for r in result.rows if r["metric"] == "align_success"]
+        assert success == [float(e < 1.0) for e in trajectory[-1]]
+        assert (trajectory[0] > 0).all()  # before the first step: the perturbation itself
+
+    def test_only_the_first_image_at_seed_0_keeps_pictures(self, tmp_path):
+        assert self.run(tmp_path, 2.0, image="img1")[-1].arrays == {}
+        assert self.run(tmp_path, 2.0, seed=1)[-1].arrays == {}

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.runner import CellError, check_rows
+from bench.runner import CellError, check_arrays, check_rows
 from bench.store import (
+    MAX_ARRAY_BYTES,
     CellRecord,
     NotARunError,
     RunStore,
@@ -255,3 +256,31 @@ def test_summary_matches_pandas_describe():
     expected = pd.Series(values).groupby(np.arange(12) // 4).agg(["mean", "std"])
     np.testing.assert_allclose(summary["mean"].to_numpy(), expected["mean"].to_numpy())
     np.testing.assert_allclose(summary["std"].to_numpy(), expected["std"].to_numpy())
+
+
+class TestArrays:
+    def test_roundtrip_beside_the_record(self, tmp_path):
+        store = make_store(tmp_path)
+        record = make_record()
+        picture = np.arange(12, dtype=np.uint8).reshape(3, 4)
+        record.arrays, record.array_data = ("picture",), {"picture": picture}
+        store.write_cell(record)
+        assert json.loads(store.cell_path(record.key).read_text())["arrays"] == ["picture"]
+        assert store.arrays_path(record.key).is_file()
+        loaded = store.read_arrays(record.key)
+        assert list(loaded) == ["picture"] and loaded["picture"].dtype == np.uint8
+        np.testing.assert_array_equal(loaded["picture"], picture)
+        assert store.read_cells()[record.key].arrays == ("picture",)
+        # a re-run that stores none removes the old ones
+        store.write_cell(make_record())
+        assert not store.arrays_path(record.key).exists() and store.read_arrays(record.key) == {}
+
+    def test_check_arrays(self):
+        arrays = check_arrays({"a": torch.ones(2, 2, dtype=torch.float16), "b": np.zeros(3, dtype=bool)})
+        assert arrays["a"].dtype == np.float16 and isinstance(arrays["a"], np.ndarray)
+        with pytest.raises(CellError, match="identifiers"):
+            check_arrays({"not a name": np.zeros(1)})
+        with pytest.raises(CellError, match="numeric or bool"):
+            check_arrays({"a": np.array(["x"], dtype=object)})
+        with pytest.raises(CellError, match="more than the 1048576 a cell may store"):
+            check_arrays({"a": np.zeros(MAX_ARRAY_BYTES // 8 + 1)})
