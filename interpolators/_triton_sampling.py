@@ -65,10 +65,42 @@ def source(g, size, ALIGN: tl.constexpr, PAD: tl.constexpr):
 
 
 @triton.jit
+def pixel_scale(size, ALIGN: tl.constexpr, T: tl.constexpr):
+    """Input pixels per normalized unit along an axis of ``size`` pixels (``interpolators.base.normalized_to_pixel_scale``)."""
+    if ALIGN:
+        return tl.cast(size - 1, T) * 0.5
+    else:
+        return tl.cast(size, T) * 0.5
+
+
+@triton.jit
 def as_dtype(x, T: tl.constexpr):
     """A float argument (annotated ``tl.float64``: a float64 scalar when compiled, a Python float under the
     interpreter) rounded to ``T``."""
     return (x + tl.zeros([], T)).to(T)
+
+
+@triton.jit
+def inverse_sym3(a00, a01, a02, a11, a12, a22):
+    """The inverse of ``[[a00, a01, a02], [a01, a11, a12], [a02, a12, a22]]`` by the adjugate, as its six unique
+    entries (``interpolators._linalg.inverse_sym3``), elementwise."""
+    c00 = a11 * a22 - a12 * a12
+    c01 = a02 * a12 - a01 * a22
+    c02 = a01 * a12 - a02 * a11
+    c11 = a00 * a22 - a02 * a02
+    c12 = a01 * a02 - a00 * a12
+    c22 = a00 * a11 - a01 * a01
+    inv_det = 1.0 / (a00 * c00 + a01 * c01 + a02 * c02)
+    return c00 * inv_det, c01 * inv_det, c02 * inv_det, c11 * inv_det, c12 * inv_det, c22 * inv_det
+
+
+@triton.jit
+def limits(T: tl.constexpr):
+    """``(eps, tiny)`` of the float dtype ``T`` (``torch.finfo``)."""
+    if T == tl.float32:
+        return 1.1920928955078125e-07, 1.1754943508222875e-38
+    else:
+        return 2.220446049250313e-16, 2.2250738585072014e-308
 
 
 # ---- bilinear footprints (Footprint in sampling.h) ----------------------------------------------------------------

@@ -26,9 +26,12 @@ from interpolators._triton_sampling import (
     check_not_deterministic,
     constants,
     footprint,
+    inverse_sym3,
+    limits,
     on_device,
     padding_code,
     pixel_grid,
+    pixel_scale,
     sample,
     scatter,
     source,
@@ -37,20 +40,25 @@ from interpolators._triton_sampling import (
 
 
 @triton.jit
-def frame_and_points(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_scale, min_radius,
-                     ALIGN: tl.constexpr, PAD: tl.constexpr):  # fmt: skip
+def spiral(spiral_ptr, K, BLOCK_K: tl.constexpr):
+    """The sample index ``k``, which of them exist (``k < K``), and the spiral's ``z_x``, ``z_y`` as ``(1, K)``
+    (the first ``2 K`` values at ``spiral_ptr``; padded samples at the centre)."""
+    k = tl.arange(0, BLOCK_K)
+    in_k = k < K
+    return k, in_k, tl.load(spiral_ptr + k, mask=in_k, other=0.0)[None, :], tl.load(spiral_ptr + K + k, mask=in_k, other=0.0)[None, :]
+
+
+@triton.jit
+def frame_and_footprints(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_scale, min_radius,
+                         ALIGN: tl.constexpr, PAD: tl.constexpr):  # fmt: skip
     """Steps 1-2 for the pixels ``pix`` of batch element ``b``: the frame ``A = t sqrt(J J^T + r^2 I)`` (``J`` by
     finite differences of the grid in input pixels: central inside, one-sided at the edges, zero along an axis of
-    length 1, as ``torch.gradient``), the grid point, and the source pixels of the samples ``p + A z_k`` for ``zx``,
-    ``zy`` of shape ``(1, K)``. Returns ``(a00, a01, a10, a11, gx, gy)``, each ``(pixels,)``, and ``(px, py)``,
-    ``(pixels, K)``."""
+    length 1, as ``torch.gradient``), the grid point, and the footprints of the samples ``p + A z_k`` for ``zx``,
+    ``zy`` of shape ``(1, K)``. Returns ``(a00, a01, a10, a11, gx, gy)``, each ``(pixels,)``, and the footprints
+    (:func:`interpolators._triton_sampling.footprint`), ``(pixels, K)``."""
     T = grid_ptr.dtype.element_ty
-    if ALIGN:
-        sx = tl.cast(W - 1, T) * 0.5
-        sy = tl.cast(H - 1, T) * 0.5
-    else:
-        sx = tl.cast(W, T) * 0.5
-        sy = tl.cast(H, T) * 0.5
+    sx = pixel_scale(W, ALIGN, T)
+    sy = pixel_scale(H, ALIGN, T)
     inv_x = tl.where(sx > 0.0, 1.0 / tl.where(sx > 0.0, sx, 1.0), 0.0)
     inv_y = tl.where(sy > 0.0, 1.0 / tl.where(sy > 0.0, sy, 1.0), 0.0)
     kx = tl.where(sx > 0.0, as_dtype(tangent_scale, T), 0.0)
@@ -85,7 +93,8 @@ def frame_and_points(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_sc
     det = s00 * s11 - s01 * s01
     root_det = tl.sqrt(tl.where(det > 0.0, det, 0.0))
     norm = tl.sqrt(s00 + s11 + 2.0 * root_det)
-    norm = tl.where(norm > _tiny(T), norm, _tiny(T))
+    _, tiny = limits(T)
+    norm = tl.where(norm > tiny, norm, tiny)
     s01n = s01 / norm
     a00 = kx * (s00 + root_det) / norm
     a01 = kx * s01n
@@ -94,23 +103,7 @@ def frame_and_points(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_sc
     # along z_x and z_y in normalized units
     px = source(zx * (a00 * inv_x)[:, None] + zy * (a01 * inv_x)[:, None] + gx[:, None], W, ALIGN, PAD)
     py = source(zx * (a10 * inv_y)[:, None] + zy * (a11 * inv_y)[:, None] + gy[:, None], H, ALIGN, PAD)
-    return a00, a01, a10, a11, gx, gy, px, py
-
-
-@triton.jit
-def _tiny(T: tl.constexpr):
-    if T == tl.float32:
-        return 1.1754943508222875e-38
-    else:
-        return 2.2250738585072014e-308
-
-
-@triton.jit
-def _eps(T: tl.constexpr):
-    if T == tl.float32:
-        return 1.1920928955078125e-07
-    else:
-        return 2.220446049250313e-16
+    return a00, a01, a10, a11, gx, gy, footprint(px, py, H, W)
 
 
 @triton.jit
@@ -127,21 +120,7 @@ def weighted_fit(y, w, zx, zy, ridge_eps):
     my = tl.sum(wy, axis=2, keep_dims=True)
     m1 = tl.sum(w, axis=2, keep_dims=True)
     lam = (mxx + myy + m1) * ridge_eps
-    a00 = mxx + lam
-    a11 = myy + lam
-    c00 = a11 * m1 - my * my
-    c01 = mx * my - mxy * m1
-    c02 = mxy * my - mx * a11
-    c11 = a00 * m1 - mx * mx
-    c12 = mxy * mx - a00 * my
-    c22 = a00 * a11 - mxy * mxy
-    inv_det = 1.0 / (a00 * c00 + mxy * c01 + mx * c02)
-    i00 = c00 * inv_det
-    i01 = c01 * inv_det
-    i02 = c02 * inv_det
-    i11 = c11 * inv_det
-    i12 = c12 * inv_det
-    i22 = c22 * inv_det
+    i00, i01, i02, i11, i12, i22 = inverse_sym3(mxx + lam, mxy, mx, myy + lam, my, m1)
     wy_ = w * y
     b0 = tl.sum(wy_ * zx, axis=2, keep_dims=True)
     b1 = tl.sum(wy_ * zy, axis=2, keep_dims=True)
@@ -162,14 +141,11 @@ def _estn_forward_kernel(input_ptr, grid_ptr, spiral_ptr, value_ptr, slopes_ptr,
     b = tl.program_id(1)
     pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     live = pix < P
-    k = tl.arange(0, BLOCK_K)
-    in_k = k < K
-    zx = tl.load(spiral_ptr + k, mask=in_k, other=0.0)[None, :]
-    zy = tl.load(spiral_ptr + K + k, mask=in_k, other=0.0)[None, :]
+    k, in_k, zx, zy = spiral(spiral_ptr, K, BLOCK_K)
     prior = tl.load(spiral_ptr + 2 * K + k, mask=in_k, other=0.0)[None, None, :]
-    a00, a01, a10, a11, gx, gy, px, py = frame_and_points(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy,
-                                                          tangent_scale, min_radius, ALIGN, PAD)  # fmt: skip
-    corner, wx, wy, in00, in01, in10, in11 = footprint(px, py, H, W)
+    a00, a01, a10, a11, gx, gy, (corner, wx, wy, in00, in01, in10, in11) = frame_and_footprints(
+        grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_scale, min_radius, ALIGN, PAD
+    )
     c = tl.arange(0, BLOCK_C)
     use = live[:, None, None] & (c < C)[None, :, None] & in_k[None, None, :]
     planes = (b.to(tl.int64) * C + c) * H * W
@@ -177,15 +153,16 @@ def _estn_forward_kernel(input_ptr, grid_ptr, spiral_ptr, value_ptr, slopes_ptr,
                in00[:, None, :], in01[:, None, :], in10[:, None, :], in11[:, None, :], W, use)  # fmt: skip
     zx = zx[:, None, :]
     zy = zy[:, None, :]
-    ridge_eps = as_dtype(ridge, T) + _eps(T)
+    eps, tiny = limits(T)
+    ridge_eps = as_dtype(ridge, T) + eps
     w = prior + tl.zeros([BLOCK_P, 1, BLOCK_K], T)
     t0, t1, t2, r0, r1, r2 = weighted_fit(y, w, zx, zy, ridge_eps)  # the first fit: the prior's weights
     if REWEIGHT:  # step 4: gamma, then rounds of pi_k = w_k exp(-r_k / gamma) (up to a per-pixel factor) and fits
         mean = tl.sum(y * (prior / tl.sum(prior, axis=2, keep_dims=True)), axis=2, keep_dims=True)
         second = tl.sum(y * y * (prior / tl.sum(prior, axis=2, keep_dims=True)), axis=2, keep_dims=True)
         variance = second - mean * mean
-        per_channel = as_dtype(entropy, T) * tl.where(variance > 0.0, variance, 0.0) + _eps(T) * second
-        gamma = _tiny(T) + tl.sum(per_channel, axis=1, keep_dims=True)
+        per_channel = as_dtype(entropy, T) * tl.where(variance > 0.0, variance, 0.0) + eps * second
+        gamma = tiny + tl.sum(per_channel, axis=1, keep_dims=True)
         neg_inv_gamma = -1.0 / gamma
         log_prior = tl.where(in_k[None, None, :], tl.log(tl.where(in_k[None, None, :], prior, 1.0)), -float("inf"))
         for _ in range(iterations):
@@ -204,19 +181,15 @@ def _estn_forward_kernel(input_ptr, grid_ptr, spiral_ptr, value_ptr, slopes_ptr,
     # the frame's pseudo-inverse, which maps footprint slopes to pixel slopes: adj / det, or A^T / |A|_F^2 at rank 1
     det = a00 * a11 - a01 * a10
     fro2 = a00 * a00 + a01 * a01 + a10 * a10 + a11 * a11
-    full = tl.abs(det) > 64.0 * _eps(T) * fro2
+    full = tl.abs(det) > 64.0 * eps * fro2
     inv_det = 1.0 / tl.where(full, det, 1.0)
-    inv_fro2 = 1.0 / tl.where(fro2 > _tiny(T), fro2, _tiny(T))
+    inv_fro2 = 1.0 / tl.where(fro2 > tiny, fro2, tiny)
     p00 = tl.where(full, a11 * inv_det, a00 * inv_fro2)[:, None, None]
     p01 = tl.where(full, 0.0 - a01 * inv_det, a10 * inv_fro2)[:, None, None]
     p10 = tl.where(full, 0.0 - a10 * inv_det, a01 * inv_fro2)[:, None, None]
     p11 = tl.where(full, a00 * inv_det, a11 * inv_fro2)[:, None, None]
-    if ALIGN:
-        sx = tl.cast(W - 1, T) * 0.5
-        sy = tl.cast(H - 1, T) * 0.5
-    else:
-        sx = tl.cast(W, T) * 0.5
-        sy = tl.cast(H, T) * 0.5
+    sx = pixel_scale(W, ALIGN, T)
+    sy = pixel_scale(H, ALIGN, T)
     out = (b.to(tl.int64) * C + c[None, :, None]) * P + pix[:, None, None]
     written = live[:, None, None] & (c < C)[None, :, None]
     tl.store(slopes_ptr + out, (p00 * t0 + p10 * t1) * sx + probe, mask=written)
@@ -235,13 +208,10 @@ def _estn_input_grad_kernel(grad_ptr, grid_ptr, spiral_ptr, beta_ptr, out_ptr, C
     b = tl.program_id(1)
     pix = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     live = pix < P
-    k = tl.arange(0, BLOCK_K)
-    in_k = k < K
-    zx = tl.load(spiral_ptr + k, mask=in_k, other=0.0)[None, :]
-    zy = tl.load(spiral_ptr + K + k, mask=in_k, other=0.0)[None, :]
-    _, _, _, _, _, _, px, py = frame_and_points(grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_scale,
-                                                min_radius, ALIGN, PAD)  # fmt: skip
-    corner, wx, wy, in00, in01, in10, in11 = footprint(px, py, H, W)
+    k, in_k, zx, zy = spiral(spiral_ptr, K, BLOCK_K)
+    _, _, _, _, _, _, (corner, wx, wy, in00, in01, in10, in11) = frame_and_footprints(
+        grid_ptr, b, pix, live, H, W, Ho, Wo, P, zx, zy, tangent_scale, min_radius, ALIGN, PAD
+    )
     others = live[:, None] & (in_k & (k >= 1))[None, :]
     beta = tl.load(beta_ptr + (b.to(tl.int64) * (K - 1) + k[None, :] - 1) * P + pix[:, None], mask=others, other=0.0)
     beta = tl.where(k[None, :] == 0, 1.0 - tl.sum(beta, axis=1, keep_dims=True), beta)  # the centre: 1 - the others

@@ -23,6 +23,7 @@ from interpolators._triton_sampling import (
     as_dtype,
     check_input_and_grid,
     footprint,
+    inverse_sym3,
     on_device,
     padding_code,
     pixel_grid,
@@ -152,20 +153,7 @@ def _lstn_forward_kernel(input_ptr, grid_ptr, offsets_ptr, key_ptr, value_ptr, s
     a02 = tl.sum(du, axis=1)
     a11 = tl.sum(dv * dv, axis=1)
     a12 = tl.sum(dv, axis=1)
-    a22 = tl.cast(M, T)
-    c00 = a11 * a22 - a12 * a12
-    c01 = a02 * a12 - a01 * a22
-    c02 = a01 * a12 - a02 * a11
-    c11 = a00 * a22 - a02 * a02
-    c12 = a01 * a02 - a00 * a12
-    c22 = a00 * a11 - a01 * a01
-    inv_det = 1.0 / (a00 * c00 + a01 * c01 + a02 * c02)
-    n00 = c00 * inv_det
-    n01 = c01 * inv_det
-    n02 = c02 * inv_det
-    n11 = c11 * inv_det
-    n12 = c12 * inv_det
-    n22 = c22 * inv_det
+    n00, n01, n02, n11, n12, n22 = inverse_sym3(a00, a01, a02, a11, a12, tl.cast(M, T))
     if FIXED_BIAS:
         centre = footprint(source(gx, W, ALIGN, PAD), source(gy, H, ALIGN, PAD), H, W)
     for c in range(C):
