@@ -362,11 +362,15 @@ def test_kernels_compile_for_cuda(monkeypatch, name, operator, args):
 
 @not_interpreted
 def test_loading_registers_every_kernel_for_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(_extension, "_cuda_why_not", "not registered yet")
     has_cuda_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
-    if not all(has_cuda_kernel(f"interpolators::{name}", "CUDA") for name in LAUNCHERS):
-        _extension._register_cuda_kernels()  # what ensure_loaded runs on a machine with a CUDA device
+    if not torch.cuda.is_available():  # do what ensure_loaded does on a machine with a CUDA device
+        assert _extension._cuda_why_not == "no CUDA device"
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(_extension, "_cuda_why_not", "not registered yet")
+        if not all(has_cuda_kernel(f"interpolators::{name}", "CUDA") for name in LAUNCHERS):  # (not done yet here)
+            _extension._register_cuda_kernels()
+        else:
+            monkeypatch.setattr(_extension, "_cuda_why_not", "")
     assert _extension._cuda_why_not == ""
     assert all(has_cuda_kernel(f"interpolators::{name}", "CUDA") for name in LAUNCHERS)
     cuda32 = types.SimpleNamespace(device=torch.device("cuda"), dtype=f32)  # what unsupported() reads of a tensor
