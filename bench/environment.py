@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 #: distributions whose versions every run records (``None`` when not installed)
-PACKAGES = ("torch", "torchvision", "kornia", "timm", "numpy", "pandas", "scipy", "matplotlib", "seaborn")
+PACKAGES = ("torch", "torchvision", "kornia", "timm", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "triton")
 THIS_PACKAGE = "stn-interp-bench"
 
 
@@ -77,11 +77,21 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
+def determinism() -> dict[str, bool]:
+    """Whether ``torch.use_deterministic_algorithms`` is on (and only warns): with it, CUDA backward passes that
+    scatter with atomic adds (``grid_sample``'s, the operators' input gradients) raise or warn instead of running."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+    }
+
+
 def environment(device: str) -> dict[str, Any]:
     """Everything :mod:`bench.runner` records in ``meta.json`` about where a run ran."""
     return {
         "versions": versions(),
         "device": device_info(device),
         "torch_threads": torch.get_num_threads(),
+        **determinism(),
         "git": git_state(),
     }

@@ -13,8 +13,13 @@ The kernels are written once with ATen's ``at::vec::Vectorized``, at the width o
 targets: ``-march=native`` by default, or the target named by ``$STN_BENCH_MARCH`` (e.g. ``x86-64-v3`` for an AVX2
 build on an AVX-512 machine). They run on torch's intra-op threads (``torch.set_num_threads`` applies).
 
+On a machine with a CUDA device, loading the operators also registers their CUDA kernels, written in Triton
+(``interpolators/_triton_sampling.py``, ``interpolators/lstn/triton.py``, ``interpolators/estn/triton.py``), under the
+same schemas: the C++ library must load first, since it defines them (a CUDA machine without a C++ compiler runs the
+eager path, with a warning that names the failed build).
+
 ``backend="auto"`` (every method's default) runs the operators where they exist for the input's device and dtype
-(CPU float32 and float64) and otherwise the eager path, with a one-line warning that names why.
+(CPU and CUDA, float32 and float64) and otherwise the eager path, with a one-line warning that names why.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 SOURCE_DIR = Path(__file__).parent / "csrc"
 SOURCES = ("ops.cpp", "sampling.cpp", "lstn.cpp", "estn.cpp")
 HEADERS = ("sampling.h",)
-#: the CPU dtypes the operators' kernels take
+#: the dtypes the operators' kernels take (CPU and CUDA)
 DTYPES = (torch.float32, torch.float64)
+#: the devices they have kernels for
+DEVICES = ("cpu", "cuda")
 MARCH_ENV = "STN_BENCH_MARCH"
 CACHE_ENV = "STN_BENCH_CACHE"
 LIBRARY_NAME = "interpolators_ops"
@@ -50,6 +57,7 @@ LIBRARY_NAME = "interpolators_ops"
 _loaded: bool | None = None  # None: not tried yet
 _why_not = ""
 _hooks: list[Callable[[], None]] = []
+_cuda_why_not = "not registered yet"  # why the CUDA kernels cannot run; "" once registered
 
 
 def march() -> str:
@@ -165,14 +173,43 @@ def on_load(hook: Callable[[], None]) -> None:
         hook()
 
 
+def _register_cuda_kernels() -> None:
+    """Register the Triton kernels as the operators' CUDA implementations, once, where a CUDA device exists (on
+    other machines nothing imports triton)."""
+    global _cuda_why_not
+    if not _cuda_why_not:
+        return
+    if not torch.cuda.is_available():
+        _cuda_why_not = "no CUDA device"
+        return
+    try:
+        from interpolators import _triton_sampling
+        from interpolators.estn import triton as estn_triton
+        from interpolators.lstn import triton as lstn_triton
+
+        for module in (_triton_sampling, lstn_triton, estn_triton):
+            module.register()
+    except Exception as err:  # triton missing or broken: the CPU kernels and the eager path still work
+        _cuda_why_not = f"the Triton kernels could not be registered ({type(err).__name__}: {_first_line(err)})"
+    else:
+        _cuda_why_not = ""
+
+
+_hooks.append(_register_cuda_kernels)
+
+
 def unsupported(input: Tensor) -> str | None:
     """Why the operators cannot take ``input``, or ``None`` if they can."""
-    if input.device.type != "cpu":
+    if input.device.type not in DEVICES:
         return f"no kernel for {input.device.type} tensors"
     if input.dtype not in DTYPES:
         return f"no kernel for {input.dtype} (float32 and float64 only)"
     if not ensure_loaded():
+        if input.device.type == "cuda":  # the Triton kernels register under the C++ library's schemas
+            return f"{_why_not}, and the CUDA kernels register under their schemas"
         return _why_not
+    if input.device.type == "cuda" and _cuda_why_not:
+        return f"no CUDA kernels: {_cuda_why_not}"
     return None
 
 

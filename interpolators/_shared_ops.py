@@ -1,6 +1,7 @@
 """Fake kernels of the backward operators both methods use (schemas in ``csrc/ops.cpp``, CPU kernels in
-``csrc/sampling.cpp``): ``bilinear_input_grad`` (bilinear's input gradient at the grid points) and ``slope_grid_grad``
-(the grid gradient of fitted slopes). They are backward formulas themselves and have no autograd."""
+``csrc/sampling.cpp``, CUDA kernels in :mod:`interpolators._triton_sampling`): ``bilinear_input_grad`` (bilinear's
+input gradient at the grid points) and ``slope_grid_grad`` (the grid gradient of fitted slopes). They are backward
+formulas themselves and have no autograd."""
 
 from __future__ import annotations
 

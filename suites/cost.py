@@ -20,8 +20,9 @@ Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads
 - ``latency_forward_ms`` (inference: under ``torch.no_grad``, as Fig. 5 measures) and
   ``latency_forward_backward_ms`` (training: forward with autograd plus backward), medians, with
   ``latency_forward_iqr_ms`` / ``latency_forward_backward_iqr_ms``. CPU: ``torch.utils.benchmark``
-  (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded);
-  CUDA: CUDA events around repeated calls, synchronised.
+  (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded) on the CPU's
+  wall clock, never synchronizing a GPU that may be present; CUDA: CUDA events around blocks of plain calls,
+  synchronised, median and IQR over ``cuda_repeats`` blocks. Each latency row's ``timing`` column says which.
 - ``saved_for_backward_bytes``: the storage bytes autograd keeps for the backward pass, counted by
   ``torch.autograd.graph.saved_tensors_hooks`` (each storage once): any device.
 - ``peak_allocated_bytes`` (CUDA only): the peak of ``torch.cuda.max_memory_allocated`` during
@@ -38,6 +39,7 @@ import dataclasses
 import logging
 import math
 import statistics
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,8 @@ aten = torch.ops.aten
 ROTATION_DEG = 10.0
 #: forward calls before any timing
 WARMUP_CALLS = 3
+#: seconds of calls in each CUDA timing block
+CUDA_BLOCK_SECONDS = 0.01
 #: the baseline every ratio is taken against
 BASELINE = "bilinear"
 #: accuracy metrics Fig. 5c can use, in order of preference (scale/rotation: alignment, fidelity)
@@ -473,12 +477,25 @@ def saved_tensor_bytes(fn: Callable[[], Any]) -> int:
 
 
 def cpu_latency(fn: Callable[[], Any], min_run_time: float, threads: int) -> tuple[float, float]:
-    """``(median, IQR)`` seconds per call of ``fn`` (``torch.utils.benchmark``, ``threads`` threads, warmed up)."""
+    """``(median, IQR)`` seconds per call of ``fn`` (``torch.utils.benchmark``, ``threads`` threads, warmed up).
+
+    Timed by the CPU's wall clock (``timeit.default_timer``): torch's ``Timer`` otherwise synchronizes CUDA around
+    every measurement wherever a GPU is present, which would time a CPU cell with the GPU's queue in it.
+    """
     for _ in range(WARMUP_CALLS):
         fn()
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=timeit.default_timer)
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     return measurement.median, measurement.iqr
+
+
+def timing_note(device: torch.device, profile: Profile, threads: int) -> str:
+    """What a latency row of a cell on ``device`` timed, for its ``timing`` column."""
+    if device.type == "cuda":
+        return (f"CUDA events around blocks of plain calls (about {CUDA_BLOCK_SECONDS * 1e3:.0f} ms each, no CUDA "
+                f"graph), synchronized; median and IQR of the per-call time over {profile.cuda_repeats} blocks")  # fmt: skip
+    return (f"CPU wall clock (torch.utils.benchmark blocked_autorange, {profile.min_run_time} s, no CUDA "
+            f"synchronization), {threads} threads; median and IQR over its blocks")  # fmt: skip
 
 
 def latency_ratio(
@@ -498,7 +515,8 @@ def latency_ratio(
 def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     """``(median, IQR)`` seconds per call of ``fn`` by CUDA events, synchronised, after a warm-up.
 
-    Each of ``repeats`` measurements times a block of calls sized to last about 10 ms.
+    Each of ``repeats`` measurements times a block of plain calls (what a training step launches, Python and launch
+    overhead included: batch-1 calls are launch-bound) sized to last about :data:`CUDA_BLOCK_SECONDS`.
     """
     for _ in range(WARMUP_CALLS):
         fn()
@@ -513,7 +531,7 @@ def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
         end.synchronize()
         return start.elapsed_time(end) / 1000 / number
 
-    number = max(1, min(1000, int(0.01 / max(block(1), 1e-6))))
+    number = max(1, min(1000, int(CUDA_BLOCK_SECONDS / max(block(1), 1e-6))))
     times = [block(number) for _ in range(repeats)]
     q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
     return median, q3 - q1
@@ -606,13 +624,14 @@ class CostSuite(Suite):
         row("uncounted_ops", len(fwd_bwd.uncounted), "ops", ops=" ".join(fwd_bwd.uncounted))
         row("saved_for_backward_bytes", saved_tensor_bytes(forward), "B")
 
+        timing = timing_note(device, profile, threads)
         for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
             if device.type == "cuda":
                 median, iqr = cuda_latency(fn, profile.cuda_repeats)
             else:
                 median, iqr = cpu_latency(fn, profile.min_run_time, threads)
-            row(f"{metric}_ms", median * 1e3, "ms")
-            row(f"{metric}_iqr_ms", iqr * 1e3, "ms")
+            row(f"{metric}_ms", median * 1e3, "ms", timing=timing)
+            row(f"{metric}_iqr_ms", iqr * 1e3, "ms", timing=timing)
         if device.type == "cuda":
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows

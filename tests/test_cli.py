@@ -118,6 +118,8 @@ class TestRun:
             env["versions"]
         )
         assert env["device"]["cpu"] and env["torch_threads"] == torch.get_num_threads()
+        assert env["deterministic_algorithms"] is torch.are_deterministic_algorithms_enabled() is False
+        assert env["deterministic_warn_only"] is False
         assert set(env["git"]) == {"commit", "dirty"}
         assert meta["started"] <= meta["finished"] and meta["suites"]["fake"]["x_param"] == "level"
         assert meta["command"][:4] == ["python", "-m", "bench", "run"]

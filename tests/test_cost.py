@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import timeit
 
 import pandas as pd
 import pytest
@@ -441,6 +442,35 @@ class TestRunCell:
         # input (1, 1, 28, 28) and grid (1, 28, 28, 2), float32
         assert values["saved_for_backward_bytes"] == (28 * 28 + 28 * 28 * 2) * 4
         assert values["latency_forward_ms"] > 0 and values["latency_forward_backward_ms"] > 0
+        timing = {r["timing"] for r in rows if r["metric"].startswith("latency_")}
+        assert len(timing) == 1 and "CPU wall clock" in timing.pop()
+
+
+class TestTimers:
+    def test_cpu_latency_never_synchronizes_cuda(self, monkeypatch):
+        """torch's Timer synchronizes CUDA inside the timed region wherever a GPU is present; CPU cells must not."""
+        from suites import cost
+
+        synchronized, timers = [], []
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: synchronized.append(args))
+        real = cost.benchmark.Timer
+
+        def recording(*args, **kwargs):
+            timers.append(kwargs.get("timer"))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(cost.benchmark, "Timer", recording)
+        median, iqr = cost.cpu_latency(lambda: torch.ones(8).sum(), min_run_time=0.01, threads=1)
+        assert median > 0 and iqr >= 0
+        assert timers == [timeit.default_timer] and not synchronized
+
+    def test_timing_notes_say_what_was_timed(self):
+        from suites.cost import timing_note
+
+        profile = PROFILES["default"]
+        cuda = timing_note(torch.device("cuda"), profile, 2)
+        assert "CUDA events" in cuda and "no CUDA graph" in cuda and f"{profile.cuda_repeats} blocks" in cuda
+        assert "no CUDA synchronization" in timing_note(torch.device("cpu"), profile, 2)
 
 
 def _cost_frame():

@@ -20,11 +20,10 @@ import pytest
 import torch
 
 import interpolators
-from backend_checks import assert_same, value_and_grads
+from backend_checks import GraphRecorder, assert_same, both_backends, case, fixed_offsets, value_and_grads
 from interpolators import _extension
 from interpolators.estn import ESTNConfig, estn_sample
 from interpolators.estn.eager import estn_parts
-from interpolators.lstn import LSTNConfig, lstn_sample
 from interpolators.lstn.eager import hash_normals
 from suites.cost import count_flops, estn_forward_flops, lstn_forward_flops, saved_tensor_bytes
 
@@ -33,34 +32,6 @@ ops = torch.ops.interpolators
 f64 = torch.float64
 PADDINGS = ["zeros", "border", "reflection"]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def case(dtype=f64, batch: int = 2, channels: int = 3, size=(20, 24), out=(7, 9), seed: int = 0):
-    """An image ``(B, C, H, W)``, an off-lattice grid reaching past the borders and an output gradient."""
-    g = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, channels, *size, generator=g, dtype=dtype)
-    grid = torch.rand(batch, *out, 2, generator=g, dtype=dtype) * 2.4 - 1.2
-    grad_out = torch.rand(batch, channels, *out, generator=g, dtype=dtype)
-    return image, grid, grad_out
-
-
-def both_backends(method: str, image, grid, grad_out, offsets=None, generator_seed=None, **hparams):
-    """``value_and_grads`` of ``method`` on the eager path and by the operator, with the same offsets or seed."""
-    results = []
-    for backend in ("eager", "operator"):
-        extra = {} if generator_seed is None else {"generator": torch.Generator().manual_seed(generator_seed)}
-        if method == "lstn":
-            config = LSTNConfig(backend=backend, **hparams)
-            fn = lambda i, g: lstn_sample(i, g, config, offsets=offsets, **extra)  # noqa: E731
-        else:
-            config = ESTNConfig(backend=backend, **hparams)
-            fn = lambda i, g: estn_sample(i, g, config)  # noqa: E731
-        results.append(value_and_grads(fn, image, grid, grad_out))
-    return results
-
-
-def fixed_offsets(k: int, batch: int, out, dtype=f64, seed: int = 1) -> torch.Tensor:
-    return torch.randn(k - 1, batch, *out, 2, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 0.05
 
 
 # ---- the contract test's cases, through opcheck -----------------------------------------------------------------
@@ -75,19 +46,22 @@ CONTRACT_CASES = [  # (B, C), padding, align_corners, dtype, requires grad (inpu
 
 @pytest.mark.parametrize("shape, padding_mode, align_corners, dtype, needs", CONTRACT_CASES)
 class TestOpcheck:
+    device = "cpu"  # tests/test_cuda_operators.py runs these on CUDA
+
     def inputs(self, shape, dtype, needs):
         g = torch.Generator().manual_seed(0)
-        image = torch.rand(*shape, 9, 11, generator=g, dtype=dtype).requires_grad_(needs[0])
-        grid = (torch.rand(shape[0], 5, 7, 2, generator=g, dtype=dtype) * 2.6 - 1.3).requires_grad_(needs[1])
+        image = torch.rand(*shape, 9, 11, generator=g, dtype=dtype).to(self.device).requires_grad_(needs[0])
+        grid = (torch.rand(shape[0], 5, 7, 2, generator=g, dtype=dtype) * 2.6 - 1.3).to(self.device).requires_grad_(needs[1])
         return image, grid
 
     def test_lstn_forward(self, shape, padding_mode, align_corners, dtype, needs):
         image, grid = self.inputs(shape, dtype, needs)
-        offsets = torch.randn(2, shape[0], 7, 5, 7, dtype=dtype)
+        offsets = torch.randn(2, shape[0], 7, 5, 7, dtype=dtype).to(self.device)
         common = (7, 0.05, 0.06, padding_mode, align_corners)
+        key = torch.tensor(99, device=self.device)
         for fixed_bias in (False, True):
             torch.library.opcheck(ops.lstn_forward.default, (image, grid, offsets, None, *common, fixed_bias))
-            torch.library.opcheck(ops.lstn_forward.default, (image, grid, None, torch.tensor(99), *common, fixed_bias))
+            torch.library.opcheck(ops.lstn_forward.default, (image, grid, None, key, *common, fixed_bias))
 
     def test_estn_forward(self, shape, padding_mode, align_corners, dtype, needs):
         image, grid = self.inputs(shape, dtype, needs)
@@ -100,37 +74,18 @@ class TestOpcheck:
     def test_backward_operators(self, shape, padding_mode, align_corners, dtype, needs):
         image, grid = self.inputs(shape, dtype, needs)
         grid = grid.detach()
-        grad = torch.rand(shape[0], shape[1], 5, 7, dtype=dtype)
+        grad = torch.rand(shape[0], shape[1], 5, 7, dtype=dtype).to(self.device)
         z_x, z_y, _ = ESTNConfig().spiral
-        beta = torch.rand(shape[0], 8, 5, 7, dtype=dtype)
+        beta = torch.rand(shape[0], 8, 5, 7, dtype=dtype).to(self.device)
+        slopes = torch.rand(2, *grad.shape, dtype=dtype).to(self.device)
         torch.library.opcheck(ops.bilinear_input_grad.default, (grad, grid, 9, 11, padding_mode, align_corners))
-        torch.library.opcheck(ops.slope_grid_grad.default, (grad, torch.rand(2, *grad.shape, dtype=dtype)))
+        torch.library.opcheck(ops.slope_grid_grad.default, (grad, slopes))
         torch.library.opcheck(
             ops.estn_input_grad.default, (grad, grid, z_x, z_y, beta, 9, 11, 0.5, 0.5, padding_mode, align_corners)
         )
 
 
 # ---- torch.compile and FlopCounterMode see the operators --------------------------------------------------------
-
-
-class _GraphRecorder:
-    """A ``torch.compile`` backend that records the operators of the forward and backward graphs AOTAutograd makes."""
-
-    def __init__(self) -> None:
-        self.graphs: dict[str, set[str]] = {}
-
-    def __call__(self, gm, example_inputs):
-        from functorch.compile import make_boxed_func
-        from torch._functorch.aot_autograd import aot_module_simplified
-
-        def record(name):
-            def compiler(graph, inputs):
-                self.graphs[name] = {str(n.target) for n in graph.graph.nodes if n.op == "call_function"}
-                return make_boxed_func(graph.forward)
-
-            return compiler
-
-        return aot_module_simplified(gm, example_inputs, fw_compiler=record("forward"), bw_compiler=record("backward"))
 
 
 @pytest.mark.parametrize(
@@ -142,16 +97,14 @@ class _GraphRecorder:
 )
 def test_compile_fullgraph_calls_the_operators(name, forward, backward):
     sampler = interpolators.create(name)
-    recorder = _GraphRecorder()
+    recorder = GraphRecorder()
     compiled = torch.compile(sampler, fullgraph=True, backend=recorder)
     image, grid, grad_out = case(torch.float32)
     torch.manual_seed(3)
     got = value_and_grads(compiled, image, grid, grad_out)
     torch.manual_seed(3)
     assert_same(value_and_grads(sampler, image, grid, grad_out), got, rtol=0, atol=0)
-    ours = {graph: {t.removeprefix("interpolators.").removesuffix(".default") for t in targets if t.startswith("interpolators.")}
-            for graph, targets in recorder.graphs.items()}  # fmt: skip
-    assert ours == {"forward": forward, "backward": backward}
+    assert recorder.operators() == {"forward": forward, "backward": backward}
     assert not any("grid_sampler" in t for targets in recorder.graphs.values() for t in targets)  # no other code
 
 

@@ -6,7 +6,8 @@ Zareapoor, "Entropy Transformer Networks: A Learning Approach via Tangent Bundle
 
 - :class:`ESTNConfig` (``config.py``): the hyperparameters, validated once; the spiral and Eq. 5's prior.
 - :func:`estn_sample` and :class:`ESTN`: the functional and the module, which pick the backend.
-- ``operator.py``: the ``torch.library`` operators (C++ on CPU); ``eager.py``: plain torch code.
+- ``operator.py``: the ``torch.library`` operators (C++ on CPU, Triton on CUDA: ``triton.py``); ``eager.py``: plain
+  torch code.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """ESTN in plain torch code: steps 1-6 of :func:`interpolators.estn.estn_sample`, with the spec's gradients.
 
-The operator (:mod:`interpolators.estn.operator`, ``csrc/estn.cpp``) computes the same numbers fused in one pass
-for the shared spiral; this path also runs ``sampling="random"`` and wherever the operator does not (CUDA, half
-precision, no C++ compiler), and is what the tests hold the operator to.
+The operator (:mod:`interpolators.estn.operator`, ``csrc/estn.cpp``, :mod:`interpolators.estn.triton`) computes the
+same numbers fused in one pass for the shared spiral; this path also runs ``sampling="random"`` and wherever the
+operator does not (half precision, no C++ compiler), and is what the tests hold the operator to.
 
 Layout: the sample index ``k`` sits before ``(Ho, Wo)``: samples ``(B, C, K, Ho, Wo)``, weights and features
 ``(B, 1, K, Ho, Wo)`` per pixel or ``(K, 1, 1)`` shared by every pixel (the spiral); one code path serves both by

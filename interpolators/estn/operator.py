@@ -1,6 +1,7 @@
 """ESTN as ``torch.library`` operators: ``torch.ops.interpolators.estn_forward`` and its backward
-``estn_input_grad`` (schemas in ``csrc/ops.cpp``, CPU kernels in ``csrc/estn.cpp``), with their fake kernels and the
-forward's autograd formula registered here.
+``estn_input_grad`` (schemas in ``csrc/ops.cpp``, CPU kernels in ``csrc/estn.cpp``, CUDA kernels in
+:mod:`interpolators.estn.triton`), with their fake kernels and the forward's autograd formula (for both devices)
+registered here.
 
 The grid gradient is ``slope_grid_grad``, shared with L-STN (:mod:`interpolators._shared_ops`); with
 ``value="center"`` the input gradient is bilinear's (``bilinear_input_grad``). Saved for backward, each only when its

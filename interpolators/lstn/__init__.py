@@ -7,7 +7,8 @@ bilinear's at the sampling point only.
 
 - :class:`LSTNConfig` (``config.py``): the hyperparameters, validated once.
 - :func:`lstn_sample` and :class:`LSTN`: the functional and the module, which pick the backend.
-- ``operator.py``: the ``torch.library`` operator (C++ on CPU); ``eager.py``: plain torch code.
+- ``operator.py``: the ``torch.library`` operator (C++ on CPU, Triton on CUDA: ``triton.py``); ``eager.py``: plain
+  torch code.
 """
 
 from __future__ import annotations

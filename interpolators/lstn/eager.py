@@ -1,7 +1,8 @@
 """L-STN in plain torch code: the offsets' counter-based draw and the plane fit, with the spec's gradients.
 
-The operator (:mod:`interpolators.lstn.operator`, ``csrc/lstn.cpp``) computes the same numbers fused in one pass;
-this path runs wherever it does not (CUDA, half precision, no C++ compiler) and is what the tests hold it to.
+The operator (:mod:`interpolators.lstn.operator`, ``csrc/lstn.cpp``, :mod:`interpolators.lstn.triton`) computes the
+same numbers fused in one pass; this path runs wherever it does not (half precision, no C++ compiler) and is what the
+tests hold it to.
 """
 
 from __future__ import annotations

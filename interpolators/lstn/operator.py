@@ -1,5 +1,6 @@
 """L-STN as a ``torch.library`` operator: ``torch.ops.interpolators.lstn_forward`` (schema in ``csrc/ops.cpp``, CPU
-kernel in ``csrc/lstn.cpp``), with its fake kernel and its autograd formula registered here.
+kernel in ``csrc/lstn.cpp``, CUDA kernel in :mod:`interpolators.lstn.triton`), with its fake kernel and its autograd
+formula (for both devices) registered here.
 
 The backward is two operators shared with ESTN (registered in :mod:`interpolators._shared_ops`):
 ``bilinear_input_grad`` (bilinear's input gradient at the sampling point) and ``slope_grid_grad`` (the fitted slopes
