@@ -28,6 +28,7 @@ import torch
 
 import interpolators
 import suites
+from bench.executors import EXECUTORS, make_executor, parse_executor_options
 from bench.runner import EXIT_INTERRUPTED, execute, make_plan, new_meta, write_outputs
 from bench.store import REPORT_FILE, SUMMARY_STATS, NotARunError, RunStore, summarize
 from suites.base import RunConfig
@@ -52,6 +53,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark differentiable image interpolators (STN samplers)."
@@ -65,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run suites into a run folder (or finish one with --resume)",
-        description="Run suites into a run folder. Every option but --resume, --out and --no-progress is part "
-        "of the run's config; with --resume RUN they may be left out or repeated identically.",
+        description="Run suites into a run folder. Every option but --resume, --out, --no-progress and the execution "
+        "options is part of the run's config; with --resume RUN they may be left out or repeated identically.",
     )
     run.add_argument(
         "--suite", action="append", metavar="NAME", help="a suite, a comma-separated list or 'all' (repeatable)"
@@ -103,6 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--accuracy-from", metavar="RUN_DIR", help="a run whose accuracy the cost suite joins with")
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bars (they are off when stderr is not a terminal)"
+    )
+    execution = run.add_argument_group(
+        "execution", "where the cells run; not part of the config, so a resume may run elsewhere (docs/executors.md)"
+    )
+    execution.add_argument(
+        "--executor", choices=EXECUTORS, default="inline",
+        help="inline: in this process (default); local: worker processes here; slurm: Slurm jobs through submitit",
+    )
+    execution.add_argument("--jobs", type=_positive_int, metavar="N", help="at most N cells at once (local, slurm)")
+    execution.add_argument(
+        "--executor-option", action="append", metavar="KEY=VALUE",
+        help="e.g. partition=gpu, time_min=120, cpus_per_cell=4, gpus_per_cell=1, sbatch.reservation=x (repeatable)",
+    )
+    execution.add_argument(
+        "--cell-timeout", type=_positive_float, metavar="SECONDS",
+        help="stop a cell that runs longer and store it as failed (cause timeout) (local, slurm)",
+    )
+    execution.add_argument(
+        "--skip-failed", action="store_true", help="with --resume: leave the cells stored as failed as they are"
     )
 
     report = commands.add_parser(
@@ -152,6 +182,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         x = f" [x: {suite.x_param}]" if suite.x_param else ""
         print(f"  {name}: {suite.summary}{x}", file=out)
+    for plugin, error in suites.plugin_errors().items():
+        print(f"  (suite plugin {plugin} ignored: {error})", file=out)
     return 0
 
 
@@ -362,7 +394,19 @@ def default_out(args: argparse.Namespace, config: RunConfig) -> Path:
     return path
 
 
+def executor_from_args(args: argparse.Namespace):
+    """The executor of ``--executor``, ``--jobs``, ``--executor-option`` and ``--cell-timeout``, checked."""
+    if args.skip_failed and args.resume is None:
+        raise UsageError("--skip-failed: only with --resume RUN (a new run has no failed cells)")
+    try:
+        options = parse_executor_options(args.executor, args.executor_option or [])
+        return make_executor(args.executor, args.jobs, args.cell_timeout, options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    executor = executor_from_args(args)
     if args.resume is not None:
         store, config = resume_target(args)
         out = store.root
@@ -387,7 +431,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         store = RunStore.create(out, new_meta(config, plan, command))
     print(f"run folder: {store.root}", file=sys.stderr)
     progress = not args.no_progress and sys.stderr.isatty()
-    outcome = execute(store, config, plan, progress=progress, command=command)
+    outcome = execute(
+        store, config, plan, progress=progress, command=command, executor=executor, skip_failed=args.skip_failed
+    )
     print(
         f"{outcome.ran} cell(s) run, {outcome.failed} failed; report: {store.root / REPORT_FILE}",
         file=sys.stderr,

@@ -42,6 +42,13 @@ ROW_COLUMNS = ("seed", "metric", "value", "unit")
 SUMMARY_STATS = ("n", "mean", "std", "ci_low", "ci_high")
 CONFIDENCE = 0.95
 
+#: why a cell failed: it raised (``error``); it returned rows that cannot be stored or a NaN
+#: (``invalid``); it ran out of memory (``oom``: ``MemoryError``, a CUDA out-of-memory error or the
+#: kernel's OOM killer); a signal killed its process (``signal``, e.g. SIGSEGV); it ran past its time
+#: limit (``timeout``); its process exited without storing it (``exit``); its job was cancelled
+#: (``cancelled``); its job ended without a word about it (``lost``: a node failure, a killed worker)
+CAUSES = ("error", "invalid", "oom", "signal", "timeout", "exit", "cancelled", "lost")
+
 
 class NotARunError(ValueError):
     """The folder is not a run folder (no readable ``meta.json`` with a config)."""
@@ -109,6 +116,10 @@ class CellRecord:
         rows: the rows ``run_cell`` returned (kept for a failed cell when it returned any, e.g. NaNs).
         error: for a failed cell, the error and a traceback summary.
         started, finished: ISO 8601 local times; ``duration_s``: seconds the cell ran.
+        cause: for a failed cell, why, one of :data:`CAUSES`; ``None`` for an OK one.
+        host: where the cell ran (:func:`bench.environment.host_record`: host name, CPU model, torch
+            threads, GPU, torch version, and the executor, job id and attempt); ``None`` in files
+            written before it was recorded.
     """
 
     cell: Cell
@@ -119,6 +130,8 @@ class CellRecord:
     started: str
     finished: str
     duration_s: float
+    cause: str | None = None
+    host: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -138,6 +151,8 @@ class CellRecord:
             "started": self.started,
             "finished": self.finished,
             "duration_s": self.duration_s,
+            "cause": self.cause,
+            "host": self.host,
             "rows": self.rows,
         }
 
@@ -152,6 +167,8 @@ class CellRecord:
             started=data["started"],
             finished=data["finished"],
             duration_s=data["duration_s"],
+            cause=data.get("cause", None if data["status"] == "ok" else "error"),
+            host=data.get("host"),
         )
 
 
@@ -218,6 +235,13 @@ class RunStore:
 
     def cell_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.json"
+
+    def read_cell(self, key: str) -> CellRecord | None:
+        """The stored record of the cell ``key``, or ``None`` when it has none (yet)."""
+        try:
+            return CellRecord.from_json(json.loads(self.cell_path(key).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
 
     def write_cell(self, record: CellRecord) -> None:
         """Store one finished cell (replacing an earlier record of the same cell, e.g. a failed one)."""

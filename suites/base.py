@@ -88,6 +88,9 @@ class Suite:
     summary: ClassVar[str] = ""
     #: the swept parameter the report plots every metric against (a key of ``Cell.params``)
     x_param: ClassVar[str | None] = None
+    #: whether a cell must have its machine to itself (timing): the parallel executors run such cells
+    #: alone on their node, with every CPU the node gives them
+    exclusive: ClassVar[bool] = False
 
     def cells(self, config: RunConfig) -> list[Cell]:
         """The cells of this suite for ``config`` (its interpolators, seeds, profile and options)."""

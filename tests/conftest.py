@@ -19,7 +19,7 @@ def dtype(request) -> torch.dtype:
 
 
 # the harness tests' fixture (a fake suite map and a clean working directory)
-from harness_fixtures import fake_suites  # noqa: E402,F401
+from harness_fixtures import fake_site, fake_suites  # noqa: E402,F401
 
 
 @pytest.fixture(params=["eager", "operator"])

@@ -1,19 +1,50 @@
-"""The ``fake_suites`` fixture for the harness tests (imported by tests/conftest.py)."""
+"""The ``fake_suites`` fixture for the harness tests (imported by tests/conftest.py).
+
+The fake suites are registered the way a third-party package registers a suite: a
+distribution (a ``.dist-info`` folder the fixture writes) with ``bench.suites`` entry
+points, on ``sys.path`` for this process and on ``PYTHONPATH`` for the worker processes
+of ``--executor local`` and ``slurm``.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from fake_suite import ENV_VARS, SUITES
 
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+
+
+def write_fake_distribution(folder: Path, entry_points: dict[str, str], name: str = "fake_bench_suites") -> Path:
+    """A ``NAME-0.0.dist-info`` in ``folder`` whose ``bench.suites`` entry points are ``entry_points``; returns ``folder``."""
+    info = folder / f"{name}-0.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0\n")
+    lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[bench.suites]\n{lines}")
+    return folder
+
+
+def plugin_path(site: Path) -> str:
+    """``PYTHONPATH`` that lets a fresh interpreter find the fake distribution, the fake suite and this checkout."""
+    parts = [str(site), str(TESTS_DIR), str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+@pytest.fixture(scope="session")
+def fake_site(tmp_path_factory) -> Path:
+    """A folder holding the fake distribution of :data:`fake_suite.SUITES`."""
+    return write_fake_distribution(tmp_path_factory.mktemp("site"), SUITES)
+
 
 @pytest.fixture
-def fake_suites(monkeypatch, tmp_path) -> Path:
-    """Only the fake suites are registered, the cwd is ``tmp_path`` (returned) and no misbehaviour is set."""
-    import suites
-
-    monkeypatch.setattr(suites, "_SUITES", dict(SUITES))
+def fake_suites(monkeypatch, tmp_path, fake_site) -> Path:
+    """The fake suites are installed as a plugin, the cwd is ``tmp_path`` (returned) and no misbehaviour is set."""
+    monkeypatch.syspath_prepend(str(fake_site))
+    monkeypatch.setenv("PYTHONPATH", plugin_path(fake_site))
     monkeypatch.chdir(tmp_path)
     for variable in ENV_VARS:
         monkeypatch.delenv(variable, raising=False)
