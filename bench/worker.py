@@ -221,7 +221,7 @@ def _cell_process(suite, cell: Cell, config: RunConfig, store: RunStore, threads
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _die_with_parent()
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # every attempt's output
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
