@@ -22,6 +22,10 @@ Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads
   ``latency_forward_iqr_ms`` / ``latency_forward_backward_iqr_ms``. CPU: ``torch.utils.benchmark``
   (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded);
   CUDA: CUDA events around repeated calls, synchronised.
+- ``latency_forward_vs_bilinear`` / ``latency_forward_backward_vs_bilinear``: the median above over
+  the median of bilinear (same padding and ``align_corners``) timed in the same process right after
+  it, on the same tensors: a ratio that does not mix two processes, two moments or two machines (for
+  the bilinear cell itself, a second bilinear instance: the ratio's noise floor).
 - ``saved_for_backward_bytes``: the storage bytes autograd keeps for the backward pass, counted by
   ``torch.autograd.graph.saved_tensors_hooks`` (each storage once): any device.
 - ``peak_allocated_bytes`` (CUDA only): the peak of ``torch.cuda.max_memory_allocated`` during
@@ -506,6 +510,7 @@ class CostSuite(Suite):
     name = "cost"
     summary = "FLOPs, latency (median, IQR) and memory per interpolator, size and batch (Fig. 5)"
     x_param = "size"
+    exclusive = True  # timing: the parallel executors run each cell alone on its node
 
     def cells(self, config: RunConfig) -> list[Cell]:
         if config.profile not in PROFILES:
@@ -527,19 +532,21 @@ class CostSuite(Suite):
         p = cell.params
         size, batch, channels, device = p["size"], p["batch"], p["channels"], torch.device(p["device"])
         sampler = interpolators.create(cell.interpolator, **cell.hparams).to(device)
+        baseline = interpolators.create(BASELINE, padding_mode=sampler.padding_mode,
+                                        align_corners=sampler.align_corners).to(device)
         generator = torch.Generator().manual_seed(cell.seed)
         input = torch.rand(batch, channels, size, size, generator=generator).to(device).requires_grad_(True)
         grid = rotation_grid(batch, size, device=str(device)).requires_grad_(True)
         grad_output = torch.rand(batch, channels, size, size, generator=generator).to(device)
 
-        def forward() -> Tensor:
+        def forward(sampler=sampler) -> Tensor:
             return sampler(input, grid)
 
-        def inference() -> Tensor:
+        def inference(sampler=sampler) -> Tensor:
             with torch.no_grad():
                 return sampler(input, grid)
 
-        def forward_backward() -> None:
+        def forward_backward(sampler=sampler) -> None:
             # .backward with the gradients reset (not autograd.grad, which the flop counter's module
             # tracker refuses for leaf inputs): no accumulation into old gradients is timed
             input.grad = grid.grad = None
@@ -560,13 +567,17 @@ class CostSuite(Suite):
         row("uncounted_ops", len(fwd_bwd.uncounted), "ops", ops=" ".join(fwd_bwd.uncounted))
         row("saved_for_backward_bytes", saved_tensor_bytes(forward), "B")
 
-        for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
+        def latency(fn: Callable[[], Any]) -> tuple[float, float]:
             if device.type == "cuda":
-                median, iqr = cuda_latency(fn, profile.cuda_repeats)
-            else:
-                median, iqr = cpu_latency(fn, profile.min_run_time, threads)
+                return cuda_latency(fn, profile.cuda_repeats)
+            return cpu_latency(fn, profile.min_run_time, threads)
+
+        for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
+            median, iqr = latency(fn)
+            baseline_median, _ = latency(lambda fn=fn: fn(baseline))  # bilinear beside it, in this process
             row(f"{metric}_ms", median * 1e3, "ms")
             row(f"{metric}_iqr_ms", iqr * 1e3, "ms")
+            row(f"{metric}_vs_{BASELINE}", median / baseline_median, "x")
         if device.type == "cuda":
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows
@@ -595,18 +606,28 @@ RATIO_METRICS = (
     "peak_allocated_bytes",
 )
 _GROUP = ["metric", "size", "batch", "channels", "device"]
+#: latency metrics whose ratio each cell timed itself, in one process with bilinear beside it
+TIMED_RATIOS = {f"{m}_vs_{BASELINE}": f"{m}_ms" for m in ("latency_forward", "latency_forward_backward")}
 
 
 def ratios_to_baseline(cost: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Each interpolator's value over ``baseline``'s in the same (metric, size, batch, channels, device).
 
-    Returns a wide table: index ``(metric, size, batch, channels, device)``, one column per interpolator.
+    Latency ratios are the cells' own (:data:`TIMED_RATIOS`: timed in one process with bilinear
+    beside it) where the cells have them; the rest divide means across cells (counts and bytes,
+    which do not depend on the moment or the process). Returns a wide table: index
+    ``(metric, size, batch, channels, device)``, one column per interpolator.
     """
     rows = cost[cost["metric"].isin(RATIO_METRICS)]
     means = rows.groupby(_GROUP + ["interpolator"])["value"].mean().unstack("interpolator")
     if baseline not in means:
         raise ValueError(f"{baseline} is not in this run's cost results, so there is nothing to take ratios against")
     ratios = means.div(means[baseline], axis=0)
+    timed = cost[cost["metric"].isin(TIMED_RATIOS)]
+    if not timed.empty:
+        timed = timed.assign(metric=timed["metric"].map(TIMED_RATIOS))
+        own = timed.groupby(_GROUP + ["interpolator"])["value"].mean().unstack("interpolator")
+        ratios = own.combine_first(ratios)
     order = {m: i for i, m in enumerate(RATIO_METRICS)}
     return ratios.sort_index(key=lambda level: level.map(order) if level.name == "metric" else level)
 
@@ -619,7 +640,8 @@ def ratio_section(cost: pd.DataFrame) -> str:
         table = f"<p>{err}.</p>"
     note = (
         f"<p>Each method's cost divided by {BASELINE}'s in the same run, size, batch and channels "
-        "(latency: medians; FLOPs by the flop counter with the grid sampler formulas, and analytic).</p>"
+        f"(latency: the cell's median over {BASELINE}'s timed in the same process right after it; "
+        "FLOPs by the flop counter with the grid sampler formulas, and analytic).</p>"
     )
     uncounted = cost[cost["metric"] == "uncounted_ops"]
     ops = ""
