@@ -1,15 +1,16 @@
 """The worker side of ``--executor local|slurm``: a submitit job that runs cells, each in its own process.
 
-A job (:class:`CellJob`, called with a :class:`WorkerTask`) walks its list of
-cells; for each one it first *claims* it (``claims/<key>`` in the session's
-folder, created exclusively, so that several local workers can share one list
-and each cell runs once), then forks a process that runs the cell
-(:func:`bench.runner.run_one`) and writes its cell file atomically. The job
-waits for that process with the cell's time limit and, when it dies or runs
-too long, writes the cell file itself: failed, with the cause (``signal``
-with the signal's name, ``oom`` when the kernel's OOM killer sent that SIGKILL,
-``timeout``, ``exit``) and the last lines the cell printed. Only cell files are
-written into the run folder; ``meta.json`` is the head's.
+A job (:class:`CellJob`, called with a :class:`WorkerTask`) forks a *cell
+process*, which walks the job's list of cells: it *claims* each one
+(``claims/<key>`` in the session's folder, created exclusively, so that
+several local workers can share one list and each cell runs once), runs it
+(:func:`bench.runner.run_one`) and writes its cell file atomically, telling the
+job on a pipe when it starts and ends each cell. The job follows it with the
+cell's time limit and, when it dies or runs a cell too long, writes that cell's
+file itself: failed, with the cause (``signal`` with the signal's name, ``oom``
+when the kernel's OOM killer sent that SIGKILL, ``timeout``, ``exit``) and the
+last lines the cell printed; then it forks a new cell process for the rest.
+Only cell files are written into the run folder; ``meta.json`` is the head's.
 
 The job is submitit-``Checkpointable``: when Slurm (or the local executor) is
 about to stop it, at its time limit or on preemption, submitit calls
@@ -20,12 +21,13 @@ last checkpoint, so a requeue loses at most one epoch. After
 ``max_requeues`` time-outs submitit gives up, and the cell in flight is stored
 as failed with cause ``timeout``.
 
-Cells run in forked processes so that a crash (a segfault in a native
+Cells run in a forked process so that a crash (a segfault in a native
 kernel), a kill or a hang costs that cell alone, and the job, which has
-imported torch and the suites once, goes on with the next cell without paying
-the start-up again. The job's own process never runs a torch op or touches
-CUDA, so forking it is safe; the cell process sets its thread count from the
-CPUs the job was given.
+imported torch and the suites once, forks the next process without paying the
+start-up again; while nothing goes wrong one process runs all of a job's
+cells, keeping its warm-up and caches, as an inline run does. The job's own
+process never runs a torch op or touches CUDA, so forking it is safe; the cell
+process sets its thread count from the CPUs the job was given.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def _head_alive(pid: int | None) -> bool:
         return True
 
 
-# --- one cell in its own process -----------------------------------------------------------------
+# --- the cell process: cells one after another, until the list is done or one of them kills it ---------
 
 
 def _tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -209,36 +211,6 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-def _cell_process(suite, cell: Cell, config: RunConfig, store: RunStore, threads: int,
-                  host: dict[str, Any], log_path: Path) -> None:
-    """The forked cell process: run the cell, store its record, exit (never returns)."""
-    code = 1
-    try:
-        # the job handles submitit's signals (requeue, preemption) and stops this process itself
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _die_with_parent()
-        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # every attempt's output
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        faulthandler.enable(file=sys.stderr, all_threads=True)  # a segfault leaves the Python stack in the log
-        torch.set_num_threads(threads)
-        store.write_cell(run_one(suite, cell, config, store.root, host))
-        code = EXIT_STORED
-    except KeyboardInterrupt:
-        code = EXIT_INTERRUPTED
-    except BaseException:  # noqa: BLE001  SystemExit or worse from inside the cell: the job records it
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
 
 
 def _die_with_parent() -> None:
@@ -253,37 +225,69 @@ def _die_with_parent() -> None:
         pass
 
 
+def _output_to(path: Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to the end of ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # every attempt's output
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _cell_process(task: WorkerTask, me: str, threads: int, pipe: int) -> None:
+    """The forked cell process: claim, run and store cells in order, saying ``start``/``done`` on ``pipe``; never returns."""
+    code = 1
+    try:
+        # the job handles submitit's signals (requeue, preemption) and stops this process itself
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _die_with_parent()
+        faulthandler.enable(file=sys.stderr, all_threads=True)  # a segfault leaves the Python stack in the log
+        torch.set_num_threads(threads)
+        store, config, claims = RunStore(task.run_dir), RunConfig.from_json(task.config), Claims(task.session_dir)
+        logs = Path(task.session_dir) / LOGS_DIR
+        loaded: dict[str, Any] = {}
+        for data in task.cells:
+            if not _head_alive(task.head_pid):
+                os.write(pipe, b"headless\n")
+                break
+            cell = Cell.from_json(data)
+            attempt = claims.claim(cell.key, me)
+            if attempt is None:
+                continue
+            host = {"executor": task.executor, "job_id": me, "attempt": attempt}
+            _output_to(logs / f"{cell.key}.log")
+            os.write(pipe, f"start {cell.key} {attempt}\n".encode())
+            try:
+                suite = loaded[cell.suite] = loaded.get(cell.suite) or suites.get(cell.suite)
+            except Exception as err:  # noqa: BLE001  a suite that cannot load here fails its cells, not the job
+                _store_failed(cell, config, store, "error", f"{type(err).__name__}: suite {cell.suite!r} could not be "
+                              f"loaded in the worker: {err}", host)
+            else:
+                store.write_cell(run_one(suite, cell, config, store.root, host))
+            claims.finish(cell.key)
+            os.write(pipe, f"done {cell.key}\n".encode())
+        code = 0
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except BaseException:  # noqa: BLE001  SystemExit or worse from inside a cell: the job records it
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
-
-
-def _wait(pid: int, timeout_s: float | None) -> tuple[int, bool]:
-    """``(wait status, timed out)`` of the process ``pid``, killed with SIGKILL after ``timeout_s`` seconds."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    try:
-        handle = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        handle = None
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status, False
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                os.kill(pid, signal.SIGKILL)
-                return os.waitpid(pid, 0)[1], True
-            if handle is not None:
-                select.select([handle], [], [], remaining)
-            else:
-                time.sleep(0.02 if remaining is None else min(0.02, remaining))
-    finally:
-        if handle is not None:
-            os.close(handle)
 
 
 def death_cause(status: int, timed_out: bool, timeout_s: float | None, oom_killed: bool) -> tuple[str, str]:
@@ -305,106 +309,184 @@ def death_cause(status: int, timed_out: bool, timeout_s: float | None, oom_kille
     return "exit", f"Exited: the cell process exited with code {os.waitstatus_to_exitcode(status)} without storing the cell"
 
 
-def run_isolated(
-    suite, cell: Cell, config: RunConfig, store: RunStore, *, threads: int, timeout_s: float | None,
-    host: dict[str, Any], log_dir: Path,
-) -> CellRecord:
-    """Run ``cell`` in a forked process and return its stored record (written by that process, or here when it died)."""
-    global _child_pid
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{cell.key}.log"
-    oom_before = oom_kill_count()
-    started, t0 = now(), time.perf_counter()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        _cell_process(suite, cell, config, store, threads, host, log_path)
-    _child_pid = pid
-    try:
-        status, timed_out = _wait(pid, timeout_s)
-    except BaseException:
-        _kill(pid)  # the job is being stopped (requeue, Ctrl-C): the cell goes with it
-        raise
-    finally:
-        _child_pid = None
-    output = _tail(log_path)
-    if output:
-        print(f"--- cell {cell.key} ---\n{output}", file=sys.stderr, flush=True)
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_STORED:
-        record = store.read_cell(cell.key)
-        if record is not None:
-            return record
-    oom_after = oom_kill_count()
-    oom_killed = oom_before is not None and oom_after is not None and oom_after > oom_before
-    cause, message = death_cause(status, timed_out, timeout_s, oom_killed)
-    if output:
-        message += f"\n\nlast lines the cell printed ({log_path}):\n{output}"
-    record = CellRecord(
-        cell=cell, hparams=full_hparams(cell), status="failed", rows=[], error=message, started=started,
-        finished=now(), duration_s=round(time.perf_counter() - t0, 6), cause=cause,
-        host=host_record(config.device, threads=threads, **host),
-    )
-    store.write_cell(record)
-    return record
-
-
-def _failed_here(cell: Cell, config: RunConfig, store: RunStore, cause: str, message: str,
-                 host: dict[str, Any]) -> None:
-    """Store ``cell`` as failed by this job (the cell process never ran or was stopped for good)."""
+def _store_failed(cell: Cell, config: RunConfig, store: RunStore, cause: str, message: str, host: dict[str, Any],
+                  started: str | None = None, duration_s: float = 0.0) -> None:
     stamp = now()
     store.write_cell(CellRecord(
-        cell=cell, hparams=full_hparams(cell), status="failed", rows=[], error=message, started=stamp,
-        finished=stamp, duration_s=0.0, cause=cause, host=host_record(config.device, **host),
+        cell=cell, hparams=full_hparams(cell), status="failed", rows=[], error=message, started=started or stamp,
+        finished=stamp, duration_s=round(duration_s, 6), cause=cause, host=host_record(config.device, **host),
     ))
+
+
+@dataclasses.dataclass
+class _InFlight:
+    """The cell a cell process said it started: the cell, its attempt, and when (wall clock and monotonic)."""
+
+    cell: Cell
+    attempt: int
+    started: str
+    t0: float
+    oom_kills: int | None
+
+
+class CellProcesses:
+    """Run a task's cells in forked cell processes, one at a time; a new process after one dies.
+
+    A cell process runs the cells it can claim one after another (so it imports, warms up and
+    fills its caches once, as an inline run does) and tells this process on a pipe when it starts
+    and finishes each one. When it dies, is killed or runs a cell past ``cell_timeout_s``, this
+    process stores the cell in flight as failed with the cause and forks another one for the rest.
+    """
+
+    #: cell processes that may die in a row before taking a cell, before the job gives up
+    MAX_IDLE_DEATHS = 3
+
+    def __init__(self, task: WorkerTask, me: str, threads: int) -> None:
+        self.task, self.me, self.threads = task, me, threads
+        self.store, self.config = RunStore(task.run_dir), RunConfig.from_json(task.config)
+        self.claims = Claims(task.session_dir)
+        self.logs = Path(task.session_dir) / LOGS_DIR
+        self.cells = {cell.key: cell for cell in map(Cell.from_json, task.cells)}
+        self.in_flight: _InFlight | None = None
+        self.pid: int | None = None  # of the cell process
+        self.ran = 0
+
+    def run(self) -> int:
+        """Run every cell this job can claim; returns how many it ran."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        idle_deaths = 0
+        while True:
+            status, timed_out, headless = self._one_process()
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_INTERRUPTED:
+                raise KeyboardInterrupt
+            if self.in_flight is None:
+                if (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0) or headless:
+                    return self.ran
+                idle_deaths += 1
+                if idle_deaths >= self.MAX_IDLE_DEATHS:
+                    raise RuntimeError(f"the cell process died {idle_deaths} times before taking a cell "
+                                       f"({death_cause(status, False, None, False)[1]})")
+                continue
+            idle_deaths = 0
+            oom_after = oom_kill_count()
+            before = self.in_flight.oom_kills
+            oom_killed = before is not None and oom_after is not None and oom_after > before
+            cause, message = death_cause(status, timed_out, self.task.cell_timeout_s, oom_killed)
+            self.fail_in_flight(cause, message)
+
+    def fail_in_flight(self, cause: str, message: str) -> None:
+        """Store the cell in flight as failed (``cause``, ``message`` and what it printed) and finish its claim."""
+        flight, self.in_flight = self.in_flight, None
+        if flight is None:
+            return
+        log = self.logs / f"{flight.cell.key}.log"
+        output = _tail(log)
+        if output:
+            message += f"\n\nlast lines the cell printed ({log}):\n{output}"
+        host = {"executor": self.task.executor, "job_id": self.me, "attempt": flight.attempt, "threads": self.threads,
+                "pid": self.pid}
+        _store_failed(flight.cell, self.config, self.store, cause, message, host, flight.started,
+                      time.perf_counter() - flight.t0)
+        self.claims.finish(flight.cell.key)
+        print(f"bench worker {self.me}: cell {flight.cell.key} failed ({cause})", file=sys.stderr, flush=True)
+
+    def _one_process(self) -> tuple[int, bool, bool]:
+        """Fork a cell process and follow it to its end: ``(wait status, timed out, stopped for a gone head)``."""
+        global _child_pid
+        read_end, write_end = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _cell_process(self.task, self.me, self.threads, write_end)
+        os.close(write_end)
+        _child_pid = self.pid = pid
+        try:
+            return self._follow(pid, read_end)
+        except BaseException:
+            _kill(pid)  # the job is being stopped (requeue, Ctrl-C): the cell goes with it
+            raise
+        finally:
+            _child_pid = None
+            os.close(read_end)
+
+    def _follow(self, pid: int, pipe: int) -> tuple[int, bool, bool]:
+        try:
+            exited = os.pidfd_open(pid)  # readable once the process has exited (a grandchild may hold the pipe)
+        except (AttributeError, OSError):
+            exited = None
+        buffer, headless, timed_out, status = b"", False, False, None
+        try:
+            while True:
+                timeout = 0.05 if exited is None else None
+                if self.in_flight is not None and self.task.cell_timeout_s is not None:
+                    left = max(0.0, self.in_flight.t0 + self.task.cell_timeout_s - time.perf_counter())
+                    timeout = left if timeout is None else min(timeout, left)
+                ready, _, _ = select.select([pipe] + ([exited] if exited is not None else []), [], [], timeout)
+                if pipe in ready:
+                    chunk = os.read(pipe, 65536)
+                    buffer, headless = self._messages(buffer + chunk, headless)
+                    if chunk:
+                        continue
+                    break  # end of file: the process is gone
+                if exited is None:
+                    done, polled = os.waitpid(pid, os.WNOHANG)
+                    status = polled if done else None
+                if exited is not None and exited in ready or status is not None:
+                    os.set_blocking(pipe, False)
+                    try:
+                        while chunk := os.read(pipe, 65536):
+                            buffer, headless = self._messages(buffer + chunk, headless)
+                    except BlockingIOError:
+                        pass
+                    break
+                if (self.in_flight is not None and self.task.cell_timeout_s is not None
+                        and time.perf_counter() - self.in_flight.t0 >= self.task.cell_timeout_s):
+                    os.kill(pid, signal.SIGKILL)
+                    timed_out = True
+                    break
+            return (os.waitpid(pid, 0)[1] if status is None else status), timed_out, headless
+        finally:
+            if exited is not None:
+                os.close(exited)
+
+    def _messages(self, buffer: bytes, headless: bool) -> tuple[bytes, bool]:
+        """Act on the complete lines of ``buffer`` (``start KEY ATTEMPT``, ``done KEY``, ``headless``); returns the rest."""
+        *lines, rest = buffer.split(b"\n")
+        for line in lines:
+            word, *args = line.decode().split()
+            if word == "start":
+                key, attempt = args[0], int(args[1])
+                self.in_flight = _InFlight(self.cells[key], attempt, now(), time.perf_counter(), oom_kill_count())
+                print(f"bench worker {self.me}: cell {key} (attempt {attempt}, {self.threads} thread(s))",
+                      file=sys.stderr, flush=True)
+            elif word == "done":
+                self.in_flight = None
+                self.ran += 1
+            elif word == "headless":
+                headless = True
+                print(f"bench worker {self.me}: the head process {self.task.head_pid} is gone; stopping",
+                      file=sys.stderr, flush=True)
+        return rest, headless
 
 
 # --- the job -------------------------------------------------------------------------------------
 
 
 class CellJob(submitit.helpers.Checkpointable):
-    """A submitit job that runs the cells of a :class:`WorkerTask` it can claim, each in its own process."""
+    """A submitit job that runs the cells of a :class:`WorkerTask` it can claim, in forked cell processes."""
 
     def __call__(self, task: WorkerTask) -> dict[str, Any]:
         me = job_id()
-        store = RunStore(task.run_dir)
-        config = RunConfig.from_json(task.config)
-        claims = Claims(task.session_dir)
         threads = task.threads or allotted_cpus(task.exclusive) or torch.get_num_threads()
-        loaded: dict[str, Any] = {}
-        ran = 0
-        for data in task.cells:
-            if not _head_alive(task.head_pid):
-                print(f"bench worker {me}: the head process {task.head_pid} is gone; stopping", file=sys.stderr)
-                break
-            cell = Cell.from_json(data)
-            attempt = claims.claim(cell.key, me)
-            if attempt is None:
-                continue
-            host = {"executor": task.executor, "job_id": me, "attempt": attempt}
-            print(f"bench worker {me}: cell {cell.key} (attempt {attempt}, {threads} thread(s))",
-                  file=sys.stderr, flush=True)
-            try:
-                if cell.suite not in loaded:
-                    loaded[cell.suite] = suites.get(cell.suite)
-            except Exception as err:  # noqa: BLE001  a suite that cannot load here fails its cells, not the job
-                _failed_here(cell, config, store, "error", f"{type(err).__name__}: suite {cell.suite!r} could not "
-                             f"be loaded in the worker: {err}", host)
-                claims.finish(cell.key)
-                continue
-            try:
-                run_isolated(loaded[cell.suite], cell, config, store, threads=threads,
-                             timeout_s=task.cell_timeout_s, host=host,
-                             log_dir=Path(task.session_dir) / LOGS_DIR)
-            except submitit.core.utils.UncompletedJobError as err:  # submitit's last time-out: no more requeues
-                _failed_here(cell, config, store, "timeout", f"JobTimeout: the job reached its time limit and was "
-                             f"not requeued again ({err})", host)
-                claims.finish(cell.key)
-                raise
-            claims.finish(cell.key)
-            ran += 1
+        processes = CellProcesses(task, me, threads)
+        try:
+            ran = processes.run()
+        except submitit.core.utils.UncompletedJobError as err:  # submitit's last time-out: no more requeues
+            processes.fail_in_flight("timeout", f"JobTimeout: the job reached its time limit and was not requeued "
+                                     f"again ({err})")
+            raise
         return {"job_id": me, "ran": ran}
 
     def checkpoint(self, task: WorkerTask) -> submitit.helpers.DelayedSubmission:
