@@ -43,10 +43,10 @@ from typing import Any, ClassVar
 import torch
 
 import bench
+from bench.environment import host_record
 from bench.runner import Plan, Progress, full_hparams, now, run_one
 from bench.store import CellRecord, RunStore
 from bench.worker import CellJob, Claims, WorkerTask
-from bench.environment import host_record
 from suites.base import Cell, RunConfig
 
 EXECUTORS = ("inline", "local", "slurm")
@@ -364,7 +364,7 @@ class _environment:
             self.saved[key] = os.environ.get(key)
             os.environ[key] = value
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for key, value in self.saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from suites import datasets as ds  # noqa: E402
-from suites.base import RunConfig  # noqa: E402
-from suites.classify import ClassifySuite, error_rate, protocol_for, train_step  # noqa: E402
-from suites.models import build_model  # noqa: E402
+from suites import datasets as ds
+from suites.base import RunConfig
+from suites.classify import ClassifySuite, error_rate, protocol_for, train_step
+from suites.models import build_model
 
 VALIDATION_IMAGES = 150
 #: (channels, classes) of each dataset's images at the suite's size

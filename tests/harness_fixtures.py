@@ -9,6 +9,7 @@ of ``--executor local`` and ``slurm``.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ from fake_suite import ENV_VARS, SUITES
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
+#: the quick fake run every harness test compares with: 2 interpolators x 2 levels x 2 seeds
+QUICK = ("--suite", "fake", "--interpolators", "bilinear,nearest", "--quick", "--no-progress")
+N_QUICK_CELLS = 2 * 2 * 2
 
 
 def write_fake_distribution(folder: Path, entry_points: dict[str, str], name: str = "fake_bench_suites") -> Path:
@@ -49,3 +53,28 @@ def fake_suites(monkeypatch, tmp_path, fake_site) -> Path:
     for variable in ENV_VARS:
         monkeypatch.delenv(variable, raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def reference_template(tmp_path_factory, fake_site) -> Path:
+    """One uninterrupted inline run of :data:`QUICK`, made once per session (do not modify it)."""
+    from bench.cli import main
+
+    folder = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(fake_site))
+        for variable in ENV_VARS:
+            patch.delenv(variable, raising=False)
+        assert main(["run", *QUICK, "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def wait_for(predicate, what: str, timeout: float):
+    """Poll ``predicate`` until it returns something true (returned), for ``timeout`` seconds at most."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fake_suite import ENV_VARS, SimulatedCrash, run_cli
-from harness_fixtures import write_fake_distribution
+from fake_suite import SimulatedCrash, run_cli
+from harness_fixtures import N_QUICK_CELLS, QUICK, write_fake_distribution
 
 import interpolators
 from bench.cli import build_parser, config_from_args
@@ -23,8 +23,6 @@ from bench.store import RunStore
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
-QUICK = ("--suite", "fake", "--interpolators", "bilinear,nearest", "--quick", "--no-progress")
-N_QUICK_CELLS = 2 * 2 * 2  # interpolators x levels x seeds
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -42,20 +40,6 @@ def cell_files(run: Path) -> dict[str, tuple[int, bytes]]:
 
 def ran_cells(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
-
-
-@pytest.fixture(scope="module")
-def reference_template(tmp_path_factory, fake_site) -> Path:
-    """One uninterrupted quick run of the fake suite, made once per module."""
-    from bench.cli import main
-
-    folder = tmp_path_factory.mktemp("reference")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(fake_site))
-        for variable in ENV_VARS:
-            patch.delenv(variable, raising=False)
-        assert main(["run", *QUICK, "--out", str(folder / "run")]) == 0
-    return folder / "run"
 
 
 @pytest.fixture

@@ -19,28 +19,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_suite import ENV_VARS, run_cli
+from fake_suite import run_cli
+from harness_fixtures import N_QUICK_CELLS, QUICK
+from harness_fixtures import wait_for as _wait_for
 
 import suites
 from bench.store import RunStore
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local executor forks a process per cell")
 
-QUICK = ("--suite", "fake", "--interpolators", "bilinear,nearest", "--quick", "--no-progress")
 LOCAL = ("--executor", "local", "--jobs", "2")
-N_QUICK_CELLS = 2 * 2 * 2
 #: bound on every wait for a process or a file in these tests
 WAIT_S = 120
 
 
 def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return _wait_for(predicate, what, timeout)
 
 
 def cell_key(run: Path, ident: str) -> str:
@@ -58,28 +52,14 @@ def results_without_hosts(run: Path) -> dict[str, tuple]:
     return {key: (r.status, r.cell, r.hparams, r.rows) for key, r in RunStore(run).read_cells().items()}
 
 
-@pytest.fixture(scope="module")
-def inline_template(tmp_path_factory, fake_site) -> Path:
-    """One inline quick run of the fake suite."""
-    from bench.cli import main
-
-    folder = tmp_path_factory.mktemp("inline")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(fake_site))
-        for variable in ENV_VARS:
-            patch.delenv(variable, raising=False)
-        assert main(["run", *QUICK, "--out", str(folder / "run")]) == 0
-    return folder / "run"
-
-
 class TestLocal:
-    def test_equals_inline_cell_for_cell(self, fake_suites, capsys, monkeypatch, inline_template):
+    def test_equals_inline_cell_for_cell(self, fake_suites, capsys, monkeypatch, reference_template):
         monkeypatch.setenv("FAKE_SUITE_RENDEZVOUS", str(fake_suites / "rendezvous"))  # both workers get cells
         code, _, err = run_cli(capsys, "run", *QUICK, *LOCAL, "--out", "run")
         assert code == 0, err
-        assert results_without_hosts(Path("run")) == results_without_hosts(inline_template)
-        assert Path("run/results.csv").read_bytes() == (inline_template / "results.csv").read_bytes()
-        assert Path("run/summary.csv").read_bytes() == (inline_template / "summary.csv").read_bytes()
+        assert results_without_hosts(Path("run")) == results_without_hosts(reference_template)
+        assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
+        assert Path("run/summary.csv").read_bytes() == (reference_template / "summary.csv").read_bytes()
 
         records = RunStore("run").read_cells().values()
         hosts = [record.host for record in records]
@@ -104,13 +84,13 @@ class TestLocal:
         assert code == 0, err
         assert {r.host["threads"] for r in RunStore("run").read_cells().values()} == {3}
 
-    def test_failures_carry_their_cause_and_resume_finishes(self, fake_suites, capsys, monkeypatch, inline_template):
+    def test_failures_carry_their_cause_and_resume_finishes(self, fake_suites, capsys, monkeypatch, reference_template):
         monkeypatch.setenv("FAKE_SUITE_SIGKILL", "bilinear:1:0")
         monkeypatch.setenv("FAKE_SUITE_SEGFAULT", "nearest:2:1")
         monkeypatch.setenv("FAKE_SUITE_HANG", "bilinear:2:1")
         monkeypatch.setenv("FAKE_SUITE_MEMORY", "nearest:1:0")
         code, _, err = run_cli(capsys, "run", *QUICK, *LOCAL, "--cell-timeout", "5", "--out", "run")
-        assert code == 1
+        assert code == 1, err
         records = RunStore("run").read_cells()
         assert len(records) == N_QUICK_CELLS
         failed = {key: r for key, r in records.items() if not r.ok}
@@ -140,8 +120,8 @@ class TestLocal:
         code, _, err = run_cli(capsys, "run", "--resume", "run", *LOCAL)
         assert code == 0, err
         assert len((fake_suites / "log").read_text().split()) == 4  # the failed cells only
-        assert results_without_hosts(Path("run")) == results_without_hosts(inline_template)
-        assert Path("run/results.csv").read_bytes() == (inline_template / "results.csv").read_bytes()
+        assert results_without_hosts(Path("run")) == results_without_hosts(reference_template)
+        assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
 
     def test_resume_skip_failed(self, fake_suites, capsys, monkeypatch):
         monkeypatch.setenv("FAKE_SUITE_FAIL", "nearest:2:1")
@@ -156,7 +136,7 @@ class TestLocal:
         assert (fake_suites / "log").read_text().split() == ["fake:bilinear:1:0"]
         assert RunStore("run").cell_path(failed_key).read_bytes() == before
 
-    def test_worker_killed_from_outside(self, fake_suites, capsys, monkeypatch, inline_template):
+    def test_worker_killed_from_outside(self, fake_suites, capsys, monkeypatch, reference_template):
         """SIGKILL to a worker (the job's process, not the cell's): its cell is lost, its cell process dies with it."""
         from bench.cli import build_parser, config_from_args
         from bench.runner import make_plan
@@ -180,7 +160,7 @@ class TestLocal:
         code, _, err = run_cli(capsys, "run", *QUICK, *LOCAL, "--out", "run")
         killer.join(WAIT_S)
         assert len(victims) == 2, "the test did not find the worker to kill"
-        assert code == 1
+        assert code == 1, err
         records = RunStore("run").read_cells()
         assert len(records) == N_QUICK_CELLS
         (lost,) = [r for r in records.values() if not r.ok]
@@ -190,7 +170,7 @@ class TestLocal:
 
         monkeypatch.delenv("FAKE_SUITE_HANG")
         assert run_cli(capsys, "run", "--resume", "run", *LOCAL)[0] == 0
-        assert Path("run/results.csv").read_bytes() == (inline_template / "results.csv").read_bytes()
+        assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
 
 
 def _children(pid: int) -> list[int]:
@@ -212,7 +192,7 @@ class TestHead:
         self.log.seek(0)
         return self.log.read()
 
-    def test_ctrl_c_cancels_the_jobs_and_resume_finishes(self, fake_suites, capsys, inline_template):
+    def test_ctrl_c_cancels_the_jobs_and_resume_finishes(self, fake_suites, capsys, reference_template):
         head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="1.5", OMP_NUM_THREADS="2")
         try:
             wait_for(lambda: len(list(Path("run/cells").glob("*.json"))) >= 1, "a first cell")
@@ -234,9 +214,9 @@ class TestHead:
 
         code, _, _ = run_cli(capsys, "run", "--resume", "run", *LOCAL)
         assert code == 0
-        assert Path("run/results.csv").read_bytes() == (inline_template / "results.csv").read_bytes()
+        assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
 
-    def test_head_killed_then_resume(self, fake_suites, capsys, inline_template):
+    def test_head_killed_then_resume(self, fake_suites, capsys, reference_template):
         head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="1.5", OMP_NUM_THREADS="2")
         try:
             wait_for(lambda: len(list(Path("run/cells").glob("*.json"))) >= 1, "a first cell")
@@ -252,7 +232,7 @@ class TestHead:
         assert not Path("run/results.csv").exists()
         code, _, err = run_cli(capsys, "run", "--resume", "run", *LOCAL)
         assert code == 0, err
-        assert Path("run/results.csv").read_bytes() == (inline_template / "results.csv").read_bytes()
+        assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -348,7 +328,7 @@ class TestSuitePlugins:
         monkeypatch.syspath_prepend(str(head_only))  # the head sees it, the workers' PYTHONPATH does not
         code, _, err = run_cli(capsys, "run", "--suite", "headonly", "--interpolators", "nearest", "--quick",
                                "--seeds", "1", "--no-progress", "--executor", "local", "--jobs", "1", "--out", "run")
-        assert code == 1
+        assert code == 1, err
         records = list(RunStore("run").read_cells().values())
         assert len(records) == 2 and all(r.cause == "error" for r in records)
         assert "suite 'headonly' could not be loaded in the worker" in records[0].error

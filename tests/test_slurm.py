@@ -27,17 +27,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from fake_suite import ENV_VARS, run_cli
+from fake_suite import run_cli
+from harness_fixtures import N_QUICK_CELLS, QUICK
+from harness_fixtures import wait_for as _wait_for
 
 from bench.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm-loopback.sh"
-QUICK = ("--suite", "fake", "--interpolators", "bilinear,nearest", "--quick", "--no-progress")
 SLURM = ("--executor", "slurm", "--executor-option", "poll_s=1")
-N_QUICK_CELLS = 8
 #: bound on every wait in this module (the slowest, a job that meets its 1-minute limit twice, takes ~2.5 min)
 WAIT_S = 400
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S):
+    return _wait_for(predicate, what, timeout)
+
 
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(not hasattr(os, "fork"), reason="workers fork cells")]
 
@@ -99,16 +104,6 @@ def on_slurm(slurm_cluster, fake_suites):
     lifter.join(10)
 
 
-def wait_for(predicate, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def claim_owner(run: Path, key: str) -> str | None:
     """The Slurm job id that claimed the cell ``key`` in ``run`` (``claims/<key>``'s first line), or ``None``."""
     for claim in run.glob(f"jobs/*/claims/{key}"):
@@ -128,20 +123,7 @@ def fake_key(ident: str) -> str:
                 if (c.interpolator, c.params["level"], c.seed) == (name, int(level), int(seed)))
 
 
-@pytest.fixture(scope="module")
-def inline_reference(tmp_path_factory, fake_site) -> Path:
-    from bench.cli import main
-
-    folder = tmp_path_factory.mktemp("inline")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(fake_site))
-        for variable in ENV_VARS:
-            patch.delenv(variable, raising=False)
-        assert main(["run", *QUICK, "--out", str(folder / "run")]) == 0
-    return folder / "run"
-
-
-def test_array_with_a_cancelled_and_a_timed_out_cell_then_resume(on_slurm, capsys, monkeypatch, inline_reference):
+def test_array_with_a_cancelled_and_a_timed_out_cell_then_resume(on_slurm, capsys, monkeypatch, reference_template):
     cancelled, timed_out = fake_key("nearest:1:1"), fake_key("bilinear:2:1")
     monkeypatch.setenv("FAKE_SUITE_HANG", "nearest:1:1,bilinear:2:1")
     run = on_slurm / "run"
@@ -185,8 +167,8 @@ def test_array_with_a_cancelled_and_a_timed_out_cell_then_resume(on_slurm, capsy
     monkeypatch.delenv("FAKE_SUITE_HANG")
     code, _, err = run_cli(capsys, "run", "--resume", str(run), *SLURM)
     assert code == 0, err
-    assert (run / "results.csv").read_bytes() == (inline_reference / "results.csv").read_bytes()
-    assert (run / "summary.csv").read_bytes() == (inline_reference / "summary.csv").read_bytes()
+    assert (run / "results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
+    assert (run / "summary.csv").read_bytes() == (reference_template / "summary.csv").read_bytes()
 
 
 def test_checkpointed_cell_is_requeued_and_resumes(on_slurm):
@@ -237,5 +219,5 @@ def test_checkpointed_cell_is_requeued_and_resumes(on_slurm):
         uninterrupted = run_one(plan.suites["classify"], cell, config, on_slurm / "inline")
     finally:
         torch.set_num_threads(threads)
-    timeless = lambda rows: [r for r in rows if r["metric"] != "train_time_s"]  # noqa: E731
+    timeless = lambda rows: [r for r in rows if r["metric"] != "train_time_s"]
     assert timeless(record.rows) == timeless(uninterrupted.rows)
