@@ -22,10 +22,11 @@ Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads
   ``latency_forward_iqr_ms`` / ``latency_forward_backward_iqr_ms``. CPU: ``torch.utils.benchmark``
   (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded);
   CUDA: CUDA events around repeated calls, synchronised.
-- ``latency_forward_vs_bilinear`` / ``latency_forward_backward_vs_bilinear``: the median above over
-  the median of bilinear (same padding and ``align_corners``) timed in the same process right after
-  it, on the same tensors: a ratio that does not mix two processes, two moments or two machines (for
-  the bilinear cell itself, a second bilinear instance: the ratio's noise floor).
+- ``latency_forward_vs_bilinear`` / ``latency_forward_backward_vs_bilinear``: the method's time over
+  bilinear's (same padding and ``align_corners``, same tensors) timed in this process: on CPU
+  :func:`latency_ratio` (alternating blocks, ``Profile.ratio_rounds`` rounds), on CUDA the two
+  medians one after the other. A ratio that does not mix two processes, two moments or two machines
+  (for the bilinear cell itself, a second bilinear instance: the ratio's noise floor).
 - ``saved_for_backward_bytes``: the storage bytes autograd keeps for the backward pass, counted by
   ``torch.autograd.graph.saved_tensors_hooks`` (each storage once): any device.
 - ``peak_allocated_bytes`` (CUDA only): the peak of ``torch.cuda.max_memory_allocated`` during
@@ -82,12 +83,14 @@ class Profile:
     channels: tuple[int, ...]
     min_run_time: float  # seconds per CPU latency measurement (blocked_autorange)
     cuda_repeats: int  # CUDA event measurements per latency (median and IQR over them)
+    ratio_rounds: int = 1  # CPU: alternating rounds of bilinear and the method per latency ratio (latency_ratio)
 
 
 PROFILES = {
     "quick": Profile(sizes=(28, 64), batches=(1,), channels=(1,), min_run_time=0.05, cuda_repeats=10),
     "default": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1,), min_run_time=0.2, cuda_repeats=30),
-    "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100),
+    "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100,
+                    ratio_rounds=3),
 }
 
 
@@ -567,17 +570,17 @@ class CostSuite(Suite):
         row("uncounted_ops", len(fwd_bwd.uncounted), "ops", ops=" ".join(fwd_bwd.uncounted))
         row("saved_for_backward_bytes", saved_tensor_bytes(forward), "B")
 
-        def latency(fn: Callable[[], Any]) -> tuple[float, float]:
-            if device.type == "cuda":
-                return cuda_latency(fn, profile.cuda_repeats)
-            return cpu_latency(fn, profile.min_run_time, threads)
-
         for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
-            median, iqr = latency(fn)
-            baseline_median, _ = latency(lambda fn=fn: fn(baseline))  # bilinear beside it, in this process
+            beside = lambda fn=fn: fn(baseline)  # noqa: E731  bilinear on the same tensors, in this process
+            if device.type == "cuda":
+                (median, iqr), (base, _) = cuda_latency(fn, profile.cuda_repeats), cuda_latency(beside, profile.cuda_repeats)
+                ratio = median / base
+            else:
+                median, iqr = cpu_latency(fn, profile.min_run_time, threads)
+                ratio, _, _ = latency_ratio(fn, beside, profile.min_run_time, threads, rounds=profile.ratio_rounds)
             row(f"{metric}_ms", median * 1e3, "ms")
             row(f"{metric}_iqr_ms", iqr * 1e3, "ms")
-            row(f"{metric}_vs_{BASELINE}", median / baseline_median, "x")
+            row(f"{metric}_vs_{BASELINE}", ratio, "x")
         if device.type == "cuda":
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows
