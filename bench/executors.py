@@ -58,7 +58,8 @@ OPTIONS: dict[str, tuple[type, str]] = {
     "gpus_per_cell": (int, "GPUs per cell (--device cuda; default 1)"),
     "time_min": (float, "a job's time limit in minutes (Slurm --time; locally, the requeue signal's clock)"),
     "max_requeues": (int, "how often a job that reaches its time limit is requeued (default 3)"),
-    "signal_delay_s": (int, "seconds before the time limit at which the job checkpoints and requeues (default 90, 30 local)"),
+    "signal_delay_s": (int, "seconds before the time limit at which the job checkpoints and requeues "
+                             "(default 90, 30 local)"),
     "poll_s": (float, "seconds between the head's looks at its jobs (default 0.2 local, 10 Slurm)"),
     "partition": (str, "Slurm partition"),
     "account": (str, "Slurm account"),
@@ -95,7 +96,8 @@ def parse_executor_options(executor: str, values: list[str]) -> dict[str, Any]:
                              "use --executor local or slurm")
         if executor == "slurm" and key.startswith("sbatch."):
             if not re.fullmatch(r"sbatch\.[A-Za-z][A-Za-z0-9_-]*", key):
-                raise ValueError(f"--executor-option {text!r}: expected sbatch.NAME=VALUE, e.g. sbatch.reservation=mine")
+                raise ValueError(f"--executor-option {text!r}: expected sbatch.NAME=VALUE, "
+                                 "e.g. sbatch.reservation=mine")
             options.setdefault("sbatch", {})[key.removeprefix("sbatch.")] = raw
             continue
         if key not in valid:
@@ -106,7 +108,8 @@ def parse_executor_options(executor: str, values: list[str]) -> dict[str, Any]:
         try:
             value = kind(raw)
         except ValueError:
-            raise ValueError(f"--executor-option {text!r}: {key} expects a {kind.__name__}, got {raw!r}") from None
+            what = {int: "an integer", float: "a number"}[kind]
+            raise ValueError(f"--executor-option {text!r}: {key} expects {what}, got {raw!r}") from None
         if kind in (int, float) and not (value > 0 and math.isfinite(value)):
             raise ValueError(f"--executor-option {text!r}: {key} expects a positive number, got {raw!r}")
         if kind is str and not value:

@@ -149,7 +149,9 @@ def allotted_cpus(whole_node: bool = False) -> int | None:
 
     With ``whole_node`` (an exclusive job) every CPU of the node: ``SLURM_CPUS_ON_NODE`` first.
     """
-    order = ("SLURM_CPUS_ON_NODE", "SLURM_CPUS_PER_TASK") if whole_node else ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
+    order = ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE")
+    if whole_node:
+        order = order[::-1]
     for variable in order:
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
@@ -187,7 +189,7 @@ def oom_kill_count() -> int | None:
 
 
 def _head_alive(pid: int | None) -> bool:
-    """Whether the process ``pid`` still runs (a zombie, dead but not yet reaped, does not); ``None``: no head to watch."""
+    """Whether the process ``pid`` runs (a zombie, dead but not reaped yet, does not); ``None``: no head to watch."""
     if pid is None:
         return True
     try:
@@ -236,7 +238,7 @@ def _output_to(path: Path) -> None:
 
 
 def _cell_process(task: WorkerTask, me: str, threads: int, pipe: int) -> None:
-    """The forked cell process: claim, run and store cells in order, saying ``start``/``done`` on ``pipe``; never returns."""
+    """The forked cell process: claim, run and store cells, saying ``start``/``done`` on ``pipe``; never returns."""
     code = 1
     try:
         # the job handles submitit's signals (requeue, preemption) and stops this process itself
@@ -299,14 +301,16 @@ def death_cause(status: int, timed_out: bool, timeout_s: float | None, oom_kille
     'oom'
     """
     if timed_out:
-        return "timeout", f"CellTimeout: the cell ran past its time limit (--cell-timeout {timeout_s:g} s) and was stopped"
+        return "timeout", (f"CellTimeout: the cell ran past its time limit (--cell-timeout {timeout_s:g} s) "
+                           "and was stopped")
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name
         if sig == signal.SIGKILL and oom_killed:
             return "oom", "OutOfMemory: the kernel's OOM killer stopped the cell process (SIGKILL)"
         return "signal", f"Killed: the cell process was killed by signal {name} ({signal.strsignal(sig)})"
-    return "exit", f"Exited: the cell process exited with code {os.waitstatus_to_exitcode(status)} without storing the cell"
+    code = os.waitstatus_to_exitcode(status)
+    return "exit", f"Exited: the cell process exited with code {code} without storing the cell"
 
 
 def _store_failed(cell: Cell, config: RunConfig, store: RunStore, cause: str, message: str, host: dict[str, Any],
@@ -452,7 +456,7 @@ class CellProcesses:
                 os.close(exited)
 
     def _messages(self, buffer: bytes, headless: bool) -> tuple[bytes, bool]:
-        """Act on the complete lines of ``buffer`` (``start KEY ATTEMPT``, ``done KEY``, ``headless``); returns the rest."""
+        """Act on the whole lines of ``buffer`` (``start KEY ATTEMPT``, ``done KEY``, ``headless``); returns the rest."""
         *lines, rest = buffer.split(b"\n")
         for line in lines:
             word, *args = line.decode().split()

@@ -30,7 +30,10 @@ _plugin_cache: tuple[tuple[str, ...], dict[str, str], dict[str, str]] | None = N
 
 
 def _plugins() -> tuple[dict[str, str], dict[str, str]]:
-    """The ``bench.suites`` entry points as ``{name: "module:Class"}`` and ``{name: error}``, rescanned when ``sys.path`` changes."""
+    """The ``bench.suites`` entry points as ``{name: "module:Class"}`` and ``{name: error}``.
+
+    Scanned again whenever ``sys.path`` has changed since the last scan.
+    """
     global _plugin_cache
     key = tuple(sys.path)
     if _plugin_cache is None or _plugin_cache[0] != key:

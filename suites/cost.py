@@ -573,8 +573,8 @@ class CostSuite(Suite):
         for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
             beside = lambda fn=fn: fn(baseline)  # noqa: E731  bilinear on the same tensors, in this process
             if device.type == "cuda":
-                (median, iqr), (base, _) = cuda_latency(fn, profile.cuda_repeats), cuda_latency(beside, profile.cuda_repeats)
-                ratio = median / base
+                median, iqr = cuda_latency(fn, profile.cuda_repeats)
+                ratio = median / cuda_latency(beside, profile.cuda_repeats)[0]
             else:
                 median, iqr = cpu_latency(fn, profile.min_run_time, threads)
                 ratio, _, _ = latency_ratio(fn, beside, profile.min_run_time, threads, rounds=profile.ratio_rounds)

@@ -23,7 +23,7 @@ N_QUICK_CELLS = 2 * 2 * 2
 
 
 def write_fake_distribution(folder: Path, entry_points: dict[str, str], name: str = "fake_bench_suites") -> Path:
-    """A ``NAME-0.0.dist-info`` in ``folder`` whose ``bench.suites`` entry points are ``entry_points``; returns ``folder``."""
+    """A ``NAME-0.0.dist-info`` in ``folder`` with the ``bench.suites`` ``entry_points``; returns ``folder``."""
     info = folder / f"{name}-0.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0\n")
