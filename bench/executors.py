@@ -44,7 +44,7 @@ import torch
 
 import bench
 from bench.environment import host_record
-from bench.runner import Plan, Progress, full_hparams, now, run_one
+from bench.runner import ExecutorError, Plan, Progress, full_hparams, now, run_one
 from bench.store import CellRecord, RunStore
 from bench.worker import CellJob, Claims, WorkerTask
 from suites.base import Cell, RunConfig
@@ -271,8 +271,12 @@ class _SubmititExecutor:
         )
 
     def _submit(self, groups: list[tuple[list[Cell], bool]]) -> list[Submitted]:
-        with _environment(PYTHONPATH=_code_path()):
-            submitted = self.submit(groups)
+        try:
+            with _environment(PYTHONPATH=_code_path()):
+                submitted = self.submit(groups)
+        except Exception as err:  # noqa: BLE001  sbatch refused the jobs (a partition, an account, a limit)
+            raise ExecutorError(f"--executor {self.name}: submitting {len(groups)} job(s) failed: "
+                                f"{type(err).__name__}: {err}") from err
         self._active.extend(submitted)
         self._job_ids.extend(str(item.job.job_id) for item in submitted)
         self.note(jobs=self._job_ids)

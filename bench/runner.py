@@ -206,20 +206,25 @@ def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[s
     }
 
 
+class ExecutorError(RuntimeError):
+    """An executor could not run the cells (e.g. ``sbatch`` refused the jobs); the cells stored so far are kept."""
+
+
 @dataclasses.dataclass
 class Outcome:
-    """How a session ended: cells run now, planned cells failed in the store, Ctrl-C, and the report written."""
+    """How a session ended: cells run now, planned cells failed in the store, Ctrl-C, the report, an executor error."""
 
     ran: int
     failed: int
     interrupted: bool
     report_written: bool = True
+    error: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return 1 if self.failed or not self.report_written else 0
+        return 1 if self.failed or not self.report_written or self.error else 0
 
 
 class Progress:
@@ -305,9 +310,13 @@ def execute(
 
     todo = {name: [cell for cell in cells if cell.key not in done] for name, cells in plan.cells.items()}
     bars = Progress(plan, todo, progress, log)
-    interrupted = False
+    interrupted, error = False, None
     try:
         executor.run(store, config, plan, todo, bars, note)
+    except ExecutorError as err:
+        error = str(err)
+        print(f"\n{error}\nthe cells finished so far are saved in {store.root}; finish with: "
+              f"python -m bench run --resume {store.root}", file=log)
     except KeyboardInterrupt:
         interrupted = True
         print(
@@ -321,13 +330,13 @@ def execute(
     records = store.read_cells()
     planned = set(plan.keys)
     failed = sum(1 for key, record in records.items() if key in planned and not record.ok)
-    session |= {"finished": now(), "ran": bars.ran, "failed": failed, "interrupted": interrupted}
+    session |= {"finished": now(), "ran": bars.ran, "failed": failed, "interrupted": interrupted, "error": error}
     meta = store.read_meta()
     meta["sessions"][-1] = session
-    meta["finished"] = None if interrupted else session["finished"]
+    meta["finished"] = None if interrupted or error else session["finished"]
     store.write_meta(meta)
     written = write_outputs(store, log=log)
-    return Outcome(ran=bars.ran, failed=failed, interrupted=interrupted, report_written=written)
+    return Outcome(ran=bars.ran, failed=failed, interrupted=interrupted, report_written=written, error=error)
 
 
 def write_outputs(store: RunStore, log: TextIO | None = None) -> bool:

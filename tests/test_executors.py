@@ -246,6 +246,22 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+class TestSubmissionFailure:
+    def test_refused_jobs_end_the_session_with_the_reason(self, fake_suites, capsys, monkeypatch):
+        import submitit
+
+        def refuse(self, *args, **kwargs):
+            raise submitit.core.utils.FailedSubmissionError("no more jobs for you")
+
+        monkeypatch.setattr(submitit.LocalExecutor, "submit", refuse)
+        code, _, err = run_cli(capsys, *["run", *QUICK, *LOCAL, "--out", "run"])
+        assert code == 1
+        assert "--executor local: submitting 2 job(s) failed: FailedSubmissionError: no more jobs for you" in err
+        meta = json.loads(Path("run/meta.json").read_text())
+        assert meta["finished"] is None and "no more jobs for you" in meta["sessions"][0]["error"]
+        assert Path("run/report.html").is_file() and not list(Path("run/cells").iterdir())
+
+
 class TestExclusive:
     def test_exclusive_cells_run_alone_with_every_thread(self, fake_suites, capsys):
         code, _, err = run_cli(capsys, "run", "--suite", "fake,fakeexcl", "--interpolators", "bilinear,nearest",

@@ -221,3 +221,9 @@ def test_checkpointed_cell_is_requeued_and_resumes(on_slurm):
         torch.set_num_threads(threads)
     timeless = lambda rows: [r for r in rows if r["metric"] != "train_time_s"]
     assert timeless(record.rows) == timeless(uninterrupted.rows)
+
+
+def test_a_refused_submission_says_why(on_slurm, capsys):
+    code, _, err = run_cli(capsys, "run", *QUICK, *SLURM, "--executor-option", "partition=nowhere", "--out", "run")
+    assert code == 1
+    assert "--executor slurm: submitting 8 job(s) failed" in err and "nowhere" in err
