@@ -57,10 +57,19 @@ def _answers() -> bool:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A Slurm cluster that answers: the one of ``SLURM_CONF``, or the loopback one (started and stopped here)."""
+    """A Slurm cluster that answers: the one of ``SLURM_CONF``, else the loopback one (used as it is when it runs,
+    else started here and stopped at the end)."""
     if os.environ.get("SLURM_CONF") and _answers():
         yield os.environ["SLURM_CONF"]
         return
+    env = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, timeout=30, check=False)
+    running = re.search(r"SLURM_CONF=(\S+)", env.stdout)
+    if running and Path(running.group(1)).is_file():  # a loopback cluster someone else started: use, leave it
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SLURM_CONF", running.group(1))
+            if _answers():
+                yield running.group(1)
+                return
     missing = [name for name in ("slurmctld", "slurmd", "munged", "sbatch") if shutil.which(name) is None]
     if missing:
         pytest.skip(f"no Slurm cluster: {', '.join(missing)} not installed (scripts/slurm-loopback.sh install)")
