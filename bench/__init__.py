@@ -2,7 +2,9 @@
 
 - :mod:`bench.api`: ``bench.run(suites=..., interpolators=..., **options) -> Run`` and ``bench.load(RUN_DIR)``.
 - :mod:`bench.cli`: ``list``, ``run``, ``report`` and ``compare``, a layer over :mod:`bench.api`.
-- :mod:`bench.runner`: runs a plan's cells into a run folder, resumably.
+- :mod:`bench.runner`: the head of a run: plans, writes ``meta.json``, hands cells to an executor, resumably.
+- :mod:`bench.executors`: where cells run: inline, local worker processes or Slurm jobs (submitit).
+- :mod:`bench.worker`: a worker job: runs its cells, each in a forked process, and stores each one.
 - :mod:`bench.store`: the run folder (one JSON file per cell and its arrays, ``meta.json``, ``results.csv``,
   ``summary.csv``).
 - :mod:`bench.stats`: the interval and the test every table, verdict and comparison uses.

@@ -381,13 +381,18 @@ def check_out(out: str | Path, what: str = "out") -> Path:
 
 
 def execute_config(config: RunConfig, out: str | Path, *, plan: Plan | None = None, progress: bool = False,
-                   command: list[str] | None = None, store: RunStore | None = None) -> Run:
-    """Run ``config``'s cells into ``out`` (a new run, or ``store`` to resume); the one path of the API and the CLI."""
+                   command: list[str] | None = None, store: RunStore | None = None, executor: Any = None,
+                   skip_failed: bool = False) -> Run:
+    """Run ``config``'s cells into ``out`` (a new run, or ``store`` to resume); the one path of the API and the CLI.
+
+    ``executor`` and ``skip_failed`` are :func:`bench.runner.execute`'s (default: inline, every cell not stored OK).
+    """
     plan = plan or plan_for(config)
     if store is None:
         store = RunStore.create(check_out(out), new_meta(config, plan, command))
     print(f"run folder: {store.root}", file=sys.stderr)
-    outcome = execute(store, config, plan, progress=progress, command=command)
+    outcome = execute(store, config, plan, progress=progress, command=command, executor=executor,
+                      skip_failed=skip_failed)
     return Run(store, outcome)
 
 

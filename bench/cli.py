@@ -34,10 +34,11 @@ import interpolators
 import suites
 from bench import api
 from bench.api import SHARED_OPTIONS, UsageError
+from bench.executors import EXECUTORS, make_executor, parse_executor_options
 from bench.report import suite_spec
 from bench.runner import EXIT_INTERRUPTED, write_outputs
 from bench.stats import ALPHA, PAIRED, REPLICATE_COLUMNS, WELCH, compare_groups, format_p, unit_values
-from bench.store import REPORT_FILE, SUMMARY_STATS, RunStore
+from bench.store import REPORT_FILE, RunStore
 from suites.base import RunConfig
 
 if sys.version_info >= (3, 11):
@@ -66,6 +67,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark differentiable image interpolators (STN samplers)."
@@ -80,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run suites into a run folder (or finish one with --resume)",
-        description="Run suites into a run folder. Every option but --resume, --out, --dry-run and --no-progress is "
-        "part of the run's config; with --resume RUN they may be left out or repeated identically.",
+        description="Run suites into a run folder. Every option but --resume, --out, --dry-run, --no-progress and the "
+        "execution options is part of the run's config; with --resume RUN they may be left out or repeated identically.",
     )
     run.add_argument(
         "--suite", action="append", metavar="NAME", help="a suite, a comma-separated list or 'all' (repeatable)"
@@ -126,6 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--accuracy-from", metavar="RUN_DIR", help="a run whose accuracy the cost suite joins with")
     run.add_argument(
         "--no-progress", action="store_true", help="no progress bars (they are off when stderr is not a terminal)"
+    )
+    execution = run.add_argument_group(
+        "execution", "where the cells run; not part of the config, so a resume may run elsewhere (docs/executors.md)"
+    )
+    execution.add_argument(
+        "--executor", choices=EXECUTORS, default="inline",
+        help="inline: in this process (default); local: worker processes here; slurm: Slurm jobs through submitit",
+    )
+    execution.add_argument("--jobs", type=_positive_int, metavar="N", help="at most N cells at once (local, slurm)")
+    execution.add_argument(
+        "--executor-option", action="append", metavar="KEY=VALUE",
+        help="e.g. partition=gpu, time_min=120, cpus_per_cell=4, gpus_per_cell=1, sbatch.reservation=x (repeatable)",
+    )
+    execution.add_argument(
+        "--cell-timeout", type=_positive_float, metavar="SECONDS",
+        help="stop a cell that runs longer and store it as failed (cause timeout) (local, slurm)",
+    )
+    execution.add_argument(
+        "--skip-failed", action="store_true", help="with --resume: leave the cells stored as failed as they are"
     )
 
     report = commands.add_parser(
@@ -179,6 +209,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name}: {suite.summary}{x}", file=out)
         for key, option in suite.options.items():
             print(f"      --option {name}.{key}=...  {option.type_name}: {option.help}", file=out)
+    for plugin, error in suites.plugin_errors().items():
+        print(f"  (suite plugin {plugin} ignored: {error})", file=out)
     return 0
 
 
@@ -357,7 +389,19 @@ def default_out(args: argparse.Namespace, config: RunConfig) -> Path:
     return api.default_out(config, "all" if asked_all else None, DEFAULT_RUNS_DIR)
 
 
+def executor_from_args(args: argparse.Namespace):
+    """The executor of ``--executor``, ``--jobs``, ``--executor-option`` and ``--cell-timeout``, checked."""
+    if args.skip_failed and args.resume is None:
+        raise UsageError("--skip-failed: only with --resume RUN (a new run has no failed cells)")
+    try:
+        options = parse_executor_options(args.executor, args.executor_option or [])
+        return make_executor(args.executor, args.jobs, args.cell_timeout, options)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    executor = executor_from_args(args)
     store = None
     if args.resume is not None:
         store, config = resume_target(args)
@@ -373,7 +417,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     progress = not args.no_progress and sys.stderr.isatty()
     run = api.execute_config(config, out, plan=plan, progress=progress, command=["python", "-m", "bench", *argv],
-                             store=store)
+                             store=store, executor=executor, skip_failed=args.skip_failed)
     outcome = run.outcome
     print(
         f"{outcome.ran} cell(s) run, {outcome.failed} failed; report: {run.root / REPORT_FILE}",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,27 @@ def determinism() -> dict[str, bool]:
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
     }
+def host_record(device: str, **extra: Any) -> dict[str, Any]:
+    """Where a cell ran, for its cell file: host name, CPU model, torch threads, GPU and torch version.
+
+    ``gpu`` is the CUDA device's name when the cell used one (CUDA is already initialized in
+    this process), else ``None``: this never initializes CUDA itself, so a process that forks
+    cells can call it. ``extra`` (executor, job id, attempt) is added as is.
+    """
+    gpu = None
+    if device == "cuda" and torch.cuda.is_initialized():
+        gpu = torch.cuda.get_device_name(torch.cuda.current_device())
+    record = {
+        "hostname": socket.gethostname(),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "pid": os.getpid(),
+    }
+    if device == "cuda":
+        record["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return record | extra
 
 
 def environment(device: str) -> dict[str, Any]:

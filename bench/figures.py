@@ -206,7 +206,7 @@ def draw(figure: Figure, palette: dict[str, Any]) -> plt.Figure:
                 ax.set_ylabel(figure.row_labels[i] + (f"\n{ax.get_ylabel()}" if ax.get_ylabel() else ""),
                               fontsize=9)
     if figure.legend:
-        handles, labels = {}, {}
+        handles = {}
         for ax in fig.axes:
             for handle, label in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(label, handle)

@@ -51,7 +51,7 @@ import seaborn as sns  # noqa: E402
 
 from bench import stats  # noqa: E402
 from bench.figures import esc, img_tag, log_axes, section_html  # noqa: E402
-from bench.stats import REPLICATE_COLUMNS, GroupStats, Verdict  # noqa: E402
+from bench.stats import REPLICATE_COLUMNS, Verdict  # noqa: E402
 from bench.store import REPORT_FILE, RunStore, atomic_write_text  # noqa: E402
 from suites.base import Metric, Option, ReportData, RunConfig  # noqa: E402
 from suites.sections import Section  # noqa: E402

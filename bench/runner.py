@@ -1,12 +1,15 @@
-"""Run suites' cells into a run folder, one at a time, resumably.
+"""Run suites' cells into a run folder, resumably: the head of a run.
 
 For each suite of the config, in order: ask it for its cells, skip those the
 run folder already holds with status ``"ok"`` (so ``--resume`` re-runs the
-failed and the missing ones), and run each of the others after seeding
-``torch``, ``numpy`` and ``random`` with ``cell.seed``. A cell that raises, or
-returns a row that is malformed or whose value is NaN or infinite, is stored
-as ``"failed"`` with its error and the run goes on. Ctrl-C stops the run after
-the cells finished so far (the one in flight is lost); ``--resume`` finishes it.
+failed and the missing ones), and hand the others to an executor
+(:mod:`bench.executors`: in this process one after another, or in worker
+processes, local or on Slurm), which runs each one after seeding ``torch``,
+``numpy`` and ``random`` with ``cell.seed``. A cell that raises, or returns a
+row that is malformed or whose value is NaN or infinite, is stored as
+``"failed"`` with its error and the run goes on. The head alone writes
+``meta.json``. Ctrl-C stops the run after the cells finished so far (the ones in
+flight are lost, their jobs cancelled); ``--resume`` finishes it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 
 import interpolators
 import suites
-from bench.environment import environment
+from bench.environment import environment, host_record
 from bench.store import MAX_ARRAY_BYTES, REPORT_FILE, CellRecord, RunStore, to_jsonable
 from suites.base import Cell, CellResult, RunConfig, Suite
 
@@ -73,6 +76,9 @@ def make_plan(config: RunConfig) -> Plan:
         for cell in cells:
             if not isinstance(cell, Cell):
                 raise TypeError(f"suite {name!r}: cells() must return Cell objects, got {type(cell).__name__}")
+            if cell.suite != name:
+                raise ValueError(f"suite {name!r}: planned a cell of suite {cell.suite!r}; a suite's cells carry the "
+                                 "name it is registered under (set the class's name to it)")
             if cell.key in seen:
                 raise ValueError(f"suite {name!r}: planned the cell {cell.key} twice ({cell.params}, seed {cell.seed})")
             seen[cell.key] = cell
@@ -158,13 +164,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellRecord:
-    """Run one cell in isolation and return its record; ``KeyboardInterrupt`` passes through."""
+def failure_cause(err: BaseException) -> str:
+    """The :data:`bench.store.CAUSES` entry of a cell that raised ``err``."""
+    if isinstance(err, CellError):
+        return "invalid"
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return "oom"
+    return "error"
+
+
+def run_one(
+    suite: Suite, cell: Cell, config: RunConfig, run_dir: Path, host: dict[str, Any] | None = None
+) -> CellRecord:
+    """Run one cell in this process and return its record; ``KeyboardInterrupt`` passes through.
+
+    ``host`` is added to the record's host record (:func:`bench.environment.host_record`),
+    e.g. the executor and the job id.
+    """
     hparams = full_hparams(cell)
     started, t0 = now(), time.perf_counter()
     rows: list[dict[str, Any]] = []
     arrays: dict[str, np.ndarray] = {}
-    error = None
+    error = cause = None
     try:
         seed_everything(cell.seed)
         output = suite.run_cell(cell, config, run_dir)
@@ -177,6 +198,7 @@ def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellR
             rows = err.args[1]  # keep the rows of a NaN cell: they show which metric broke
         summary = traceback.format_exception(type(err), err, err.__traceback__, limit=-8)
         error = f"{type(err).__name__}: {err.args[0] if isinstance(err, CellError) else err}\n\n" + "".join(summary)
+        cause = failure_cause(err)
     return CellRecord(
         cell=cell,
         hparams=hparams,
@@ -188,6 +210,8 @@ def run_one(suite: Suite, cell: Cell, config: RunConfig, run_dir: Path) -> CellR
         duration_s=round(time.perf_counter() - t0, 6),
         arrays=tuple(arrays) if error is None else (),
         array_data=arrays if error is None else None,
+        cause=cause,
+        host=host_record(config.device, **(host or {})),
     )
 
 
@@ -218,20 +242,66 @@ def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[s
     }
 
 
+class ExecutorError(RuntimeError):
+    """An executor could not run the cells (e.g. ``sbatch`` refused the jobs); the cells stored so far are kept."""
+
+
 @dataclasses.dataclass
 class Outcome:
-    """How a session ended: cells run now, planned cells failed in the store, Ctrl-C, and the report written."""
+    """How a session ended: cells run now, planned cells failed in the store, Ctrl-C, the report, an executor error."""
 
     ran: int
     failed: int
     interrupted: bool
     report_written: bool = True
+    error: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return 1 if self.failed or not self.report_written else 0
+        return 1 if self.failed or not self.report_written or self.error else 0
+
+
+class Progress:
+    """The head's view of a session: one tqdm bar per suite on ``log``, cells finished, failures announced."""
+
+    def __init__(self, plan: Plan, todo: dict[str, list[Cell]], enabled: bool, log: TextIO) -> None:
+        self.log = log
+        self.ran = 0
+        self._suite_of = {cell.key: name for name, cells in todo.items() for cell in cells}
+        self._bars = {
+            name: tqdm(
+                total=len(plan.cells[name]),
+                initial=len(plan.cells[name]) - len(todo[name]),
+                desc=name,
+                unit="cell",
+                file=log,
+                disable=not enabled,
+                dynamic_ncols=True,
+                position=i,
+                leave=True,
+            )
+            for i, name in enumerate(plan.suites)
+        }
+
+    def running(self, cell: Cell, note: str = "") -> None:
+        """Show ``cell`` as the one in flight in its suite's bar (``note``: e.g. how many run at once)."""
+        text = f"{cell.interpolator} {cell.params} seed={cell.seed}"
+        self._bars[cell.suite].set_postfix_str(f"{text} {note}".strip(), refresh=False)
+
+    def finished(self, record: CellRecord) -> None:
+        """Count a cell whose record is now in the store; announce it on ``log`` when it failed."""
+        self.ran += 1
+        if not record.ok:
+            first_line = (record.error or "").splitlines()[0] if record.error else record.cause
+            cell = record.cell
+            tqdm.write(f"FAILED {cell.key} ({cell.interpolator}, {cell.params}): {first_line}", file=self.log)
+        self._bars[self._suite_of.get(record.key, record.cell.suite)].update(1)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
 
 
 def execute(
@@ -242,58 +312,67 @@ def execute(
     progress: bool = True,
     command: list[str] | None = None,
     log: TextIO | None = None,
+    executor: Any = None,
+    skip_failed: bool = False,
 ) -> Outcome:
-    """Run the cells of ``plan`` that ``store`` does not hold as OK, then write the tables and the report."""
+    """Run the cells of ``plan`` that ``store`` does not hold as OK, then write the tables and the report.
+
+    ``executor`` (:mod:`bench.executors`; default: inline, one cell after another in this
+    process) runs them; with ``skip_failed`` the cells stored as failed are left as they are.
+    """
+    from bench.executors import InlineExecutor
+
     log = log or sys.stderr
+    executor = executor or InlineExecutor()
     records = store.read_cells()
-    done = {key for key, record in records.items() if record.ok}
-    session: dict[str, Any] = {"started": now(), "command": command, "environment": environment(config.device)}
+    done = {key for key, record in records.items() if record.ok or skip_failed}
+    session: dict[str, Any] = {
+        "started": now(),
+        "command": command,
+        "environment": environment(config.device),
+        "executor": executor.describe(),
+    }
     meta = store.read_meta()
     meta["sessions"].append(session)
     meta["planned"] = plan.keys
     store.write_meta(meta)
 
-    ran, interrupted = 0, False
+    def note(**fields: Any) -> None:
+        """Record ``fields`` (e.g. the jobs submitted) in this session's entry of ``meta.json``."""
+        session.update(fields)
+        meta = store.read_meta()
+        meta["sessions"][-1] = session
+        store.write_meta(meta)
+
+    todo = {name: [cell for cell in cells if cell.key not in done] for name, cells in plan.cells.items()}
+    bars = Progress(plan, todo, progress, log)
+    interrupted, error = False, None
     try:
-        for name, suite in plan.suites.items():
-            cells = plan.cells[name]
-            todo = [cell for cell in cells if cell.key not in done]
-            with tqdm(
-                total=len(cells),
-                initial=len(cells) - len(todo),
-                desc=name,
-                unit="cell",
-                file=log,
-                disable=not progress,
-                dynamic_ncols=True,
-            ) as bar:
-                for cell in todo:
-                    bar.set_postfix_str(f"{cell.interpolator} {cell.params} seed={cell.seed}", refresh=False)
-                    record = run_one(suite, cell, config, store.root)
-                    store.write_cell(record)
-                    ran += 1
-                    if not record.ok:
-                        first_line = (record.error or "").splitlines()[0]
-                        tqdm.write(f"FAILED {cell.key} ({cell.interpolator}, {cell.params}): {first_line}", file=log)
-                    bar.update(1)
+        executor.run(store, config, plan, todo, bars, note)
+    except ExecutorError as err:
+        error = str(err)
+        print(f"\n{error}\nthe cells finished so far are saved in {store.root}; finish with: "
+              f"python -m bench run --resume {store.root}", file=log)
     except KeyboardInterrupt:
         interrupted = True
         print(
-            f"\ninterrupted: {ran} cell(s) finished in this session are saved in {store.root}; "
-            f"the one in flight is lost. Finish with: python -m bench run --resume {store.root}",
+            f"\ninterrupted: {bars.ran} cell(s) finished in this session are saved in {store.root}; "
+            f"{executor.lost_on_interrupt}. Finish with: python -m bench run --resume {store.root}",
             file=log,
         )
+    finally:
+        bars.close()
 
     records = store.read_cells()
     planned = set(plan.keys)
     failed = sum(1 for key, record in records.items() if key in planned and not record.ok)
-    session |= {"finished": now(), "ran": ran, "failed": failed, "interrupted": interrupted}
+    session |= {"finished": now(), "ran": bars.ran, "failed": failed, "interrupted": interrupted, "error": error}
     meta = store.read_meta()
     meta["sessions"][-1] = session
-    meta["finished"] = None if interrupted else session["finished"]
+    meta["finished"] = None if interrupted or error else session["finished"]
     store.write_meta(meta)
     written = write_outputs(store, log=log)
-    return Outcome(ran=ran, failed=failed, interrupted=interrupted, report_written=written)
+    return Outcome(ran=bars.ran, failed=failed, interrupted=interrupted, report_written=written, error=error)
 
 
 def write_outputs(store: RunStore, log: TextIO | None = None) -> bool:

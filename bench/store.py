@@ -46,6 +46,13 @@ SUMMARY_STATS = ("n", "mean", "std", "ci_low", "ci_high")
 #: the most bytes of arrays one cell may store (a cell that returns more fails, saying so)
 MAX_ARRAY_BYTES = 1 << 20
 
+#: why a cell failed: it raised (``error``); it returned rows that cannot be stored or a NaN
+#: (``invalid``); it ran out of memory (``oom``: ``MemoryError``, a CUDA out-of-memory error or the
+#: kernel's OOM killer); a signal killed its process (``signal``, e.g. SIGSEGV); it ran past its time
+#: limit (``timeout``); its process exited without storing it (``exit``); its job was cancelled
+#: (``cancelled``); its job ended without a word about it (``lost``: a node failure, a killed worker)
+CAUSES = ("error", "invalid", "oom", "signal", "timeout", "exit", "cancelled", "lost")
+
 
 class NotARunError(ValueError):
     """The folder is not a run folder (no readable ``meta.json`` with a config)."""
@@ -120,6 +127,10 @@ class CellRecord:
         started, finished: ISO 8601 local times; ``duration_s``: seconds the cell ran.
         arrays: the names of the arrays stored beside the record (``cells/<key>.npz``), and
             ``array_data`` the arrays themselves until the store writes them.
+        cause: for a failed cell, why, one of :data:`CAUSES`; ``None`` for an OK one.
+        host: where the cell ran (:func:`bench.environment.host_record`: host name, CPU model, torch
+            threads, GPU, torch version, and the executor, job id and attempt); ``None`` in files
+            written before it was recorded.
     """
 
     cell: Cell
@@ -132,6 +143,8 @@ class CellRecord:
     duration_s: float
     arrays: tuple[str, ...] = ()
     array_data: dict[str, np.ndarray] | None = dataclasses.field(default=None, repr=False, compare=False)
+    cause: str | None = None
+    host: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -152,6 +165,8 @@ class CellRecord:
             "finished": self.finished,
             "duration_s": self.duration_s,
             "arrays": list(self.arrays),
+            "cause": self.cause,
+            "host": self.host,
             "rows": self.rows,
         }
 
@@ -167,6 +182,8 @@ class CellRecord:
             finished=data["finished"],
             duration_s=data["duration_s"],
             arrays=tuple(data.get("arrays", ())),
+            cause=data.get("cause", None if data["status"] == "ok" else "error"),
+            host=data.get("host"),
         )
 
 
@@ -236,6 +253,12 @@ class RunStore:
 
     def arrays_path(self, key: str) -> Path:
         return self.cells_dir / f"{key}.npz"
+    def read_cell(self, key: str) -> CellRecord | None:
+        """The stored record of the cell ``key``, or ``None`` when it has none (yet)."""
+        try:
+            return CellRecord.from_json(json.loads(self.cell_path(key).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
 
     def write_cell(self, record: CellRecord) -> None:
         """Store one finished cell (replacing an earlier record of the same cell, e.g. a failed one).

@@ -313,6 +313,9 @@ class Suite:
     metrics: ClassVar[dict[str, Metric]] = {}
     #: the options a user may set for this suite, by key (read with ``config.options_for(name)``)
     options: ClassVar[dict[str, Option]] = {}
+    #: whether a cell must have its machine to itself (timing): the parallel executors run such cells
+    #: alone on their node, with every CPU the node gives them
+    exclusive: ClassVar[bool] = False
 
     def cells(self, config: RunConfig) -> list[Cell]:
         """The cells of this suite for ``config`` (its interpolators, seeds, profile and options)."""

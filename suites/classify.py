@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,9 @@ def fit(
             optimizer.load_state_dict(saved["optimizer"])
             torch.set_rng_state(saved["rng"])
             state = saved["state"]
+            if not state["done"]:  # a stopped cell (Ctrl-C, a kill, a requeue) goes on from its last epoch
+                print(f"classify: resuming {checkpoint.name} at epoch {state['epoch']} of {epochs}",
+                      file=sys.stderr, flush=True)
     while state["epoch"] < epochs:
         epoch = state["epoch"]
         started = time.perf_counter()

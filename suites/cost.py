@@ -23,6 +23,11 @@ Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads
   (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded) on the CPU's
   wall clock, never synchronizing a GPU that may be present; CUDA: CUDA events around blocks of plain calls,
   synchronised, median and IQR over ``cuda_repeats`` blocks. Each latency row's ``timing`` column says which.
+- ``latency_forward_vs_bilinear`` / ``latency_forward_backward_vs_bilinear``: the method's time over
+  bilinear's (same padding and ``align_corners``, same tensors) timed in this process: on CPU
+  :func:`latency_ratio` (alternating blocks, ``Profile.ratio_rounds`` rounds), on CUDA the two
+  medians one after the other. A ratio that does not mix two processes, two moments or two machines
+  (for the bilinear cell itself, a second bilinear instance: the ratio's noise floor).
 - ``saved_for_backward_bytes``: the storage bytes autograd keeps for the backward pass, counted by
   ``torch.autograd.graph.saved_tensors_hooks`` (each storage once): any device.
 - ``peak_allocated_bytes`` (CUDA only): the peak of ``torch.cuda.max_memory_allocated`` during
@@ -82,12 +87,14 @@ class Profile:
     channels: tuple[int, ...]
     min_run_time: float  # seconds per CPU latency measurement (blocked_autorange)
     cuda_repeats: int  # CUDA event measurements per latency (median and IQR over them)
+    ratio_rounds: int = 1  # CPU: alternating rounds of bilinear and the method per latency ratio (latency_ratio)
 
 
 PROFILES = {
     "quick": Profile(sizes=(28, 64), batches=(1,), channels=(1,), min_run_time=0.05, cuda_repeats=10),
     "default": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1,), min_run_time=0.2, cuda_repeats=30),
-    "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100),
+    "full": Profile(sizes=(28, 64, 128, 256), batches=(1, 32), channels=(1, 3), min_run_time=1.0, cuda_repeats=100,
+                    ratio_rounds=3),
 }
 
 #: the options a user may set (``--option cost.sizes=64,128``); ``accuracy_from`` is also ``--accuracy-from``
@@ -124,6 +131,10 @@ METRICS = {
     "latency_forward_backward_ms": Metric(f"forward + backward {_LATENCY}", "ms", "lower", log=True),
     "latency_forward_iqr_ms": Metric("inference latency, interquartile range", "ms", log=True),
     "latency_forward_backward_iqr_ms": Metric("forward + backward latency, interquartile range", "ms", log=True),
+    "latency_forward_vs_bilinear": Metric("inference latency over bilinear's, timed in the same process", "x",
+                                          "lower", log=True),
+    "latency_forward_backward_vs_bilinear": Metric("forward + backward latency over bilinear's, same process", "x",
+                                                   "lower", log=True),
     "peak_allocated_bytes": Metric("peak CUDA memory of forward + backward", "B", "lower", log=True),
 }
 #: seconds per cell on a quiet 2-core CPU at the default profile (reports/default, before the native kernels)
@@ -572,6 +583,7 @@ class CostSuite(Suite):
     headline = {"size": 256, "batch": 1}
     metrics = METRICS
     options = OPTIONS
+    exclusive = True  # timing: the parallel executors run each cell alone on its node
 
     def cells(self, config: RunConfig) -> list[Cell]:
         profile = profile_for(config)
@@ -591,19 +603,21 @@ class CostSuite(Suite):
         p = cell.params
         size, batch, channels, device = p["size"], p["batch"], p["channels"], torch.device(p["device"])
         sampler = interpolators.create(cell.interpolator, **cell.hparams).to(device)
+        baseline = interpolators.create(BASELINE, padding_mode=sampler.padding_mode,
+                                        align_corners=sampler.align_corners).to(device)
         generator = torch.Generator().manual_seed(cell.seed)
         input = torch.rand(batch, channels, size, size, generator=generator).to(device).requires_grad_(True)
         grid = rotation_grid(batch, size, device=str(device)).requires_grad_(True)
         grad_output = torch.rand(batch, channels, size, size, generator=generator).to(device)
 
-        def forward() -> Tensor:
+        def forward(sampler=sampler) -> Tensor:
             return sampler(input, grid)
 
-        def inference() -> Tensor:
+        def inference(sampler=sampler) -> Tensor:
             with torch.no_grad():
                 return sampler(input, grid)
 
-        def forward_backward() -> None:
+        def forward_backward(sampler=sampler) -> None:
             # .backward with the gradients reset (not autograd.grad, which the flop counter's module
             # tracker refuses for leaf inputs): no accumulation into old gradients is timed
             input.grad = grid.grad = None
@@ -626,12 +640,16 @@ class CostSuite(Suite):
 
         timing = timing_note(device, profile, threads)
         for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
+            beside = lambda fn=fn: fn(baseline)  # noqa: E731  bilinear on the same tensors, in this process
             if device.type == "cuda":
                 median, iqr = cuda_latency(fn, profile.cuda_repeats)
+                ratio = median / cuda_latency(beside, profile.cuda_repeats)[0]
             else:
                 median, iqr = cpu_latency(fn, profile.min_run_time, threads)
+                ratio, _, _ = latency_ratio(fn, beside, profile.min_run_time, threads, rounds=profile.ratio_rounds)
             row(f"{metric}_ms", median * 1e3, "ms", timing=timing)
             row(f"{metric}_iqr_ms", iqr * 1e3, "ms", timing=timing)
+            row(f"{metric}_vs_{BASELINE}", ratio, "x", timing=timing)
         if device.type == "cuda":
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows
@@ -667,18 +685,28 @@ RATIO_METRICS = (
     "peak_allocated_bytes",
 )
 _GROUP = ["metric", "size", "batch", "channels", "device"]
+#: latency metrics whose ratio each cell timed itself, in one process with bilinear beside it
+TIMED_RATIOS = {f"{m}_vs_{BASELINE}": f"{m}_ms" for m in ("latency_forward", "latency_forward_backward")}
 
 
 def ratios_to_baseline(cost: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Each interpolator's value over ``baseline``'s in the same (metric, size, batch, channels, device).
 
-    Returns a wide table: index ``(metric, size, batch, channels, device)``, one column per interpolator.
+    Latency ratios are the cells' own (:data:`TIMED_RATIOS`: timed in one process with bilinear
+    beside it) where the cells have them; the rest divide means across cells (counts and bytes,
+    which do not depend on the moment or the process). Returns a wide table: index
+    ``(metric, size, batch, channels, device)``, one column per interpolator.
     """
     rows = cost[cost["metric"].isin(RATIO_METRICS)]
     means = rows.groupby(_GROUP + ["interpolator"])["value"].mean().unstack("interpolator")
     if baseline not in means:
         raise ValueError(f"{baseline} is not in this run's cost results, so there is nothing to take ratios against")
     ratios = means.div(means[baseline], axis=0)
+    timed = cost[cost["metric"].isin(TIMED_RATIOS)]
+    if not timed.empty:
+        timed = timed.assign(metric=timed["metric"].map(TIMED_RATIOS))
+        own = timed.groupby(_GROUP + ["interpolator"])["value"].mean().unstack("interpolator")
+        ratios = own.combine_first(ratios)
     order = {m: i for i, m in enumerate(RATIO_METRICS)}
     return ratios.sort_index(key=lambda level: level.map(order) if level.name == "metric" else level)
 
@@ -687,7 +715,8 @@ def ratio_section(cost: pd.DataFrame) -> tuple[Note | Table, ...]:
     """The ratio table and the ops that went uncounted by the FLOP counter."""
     note = Note(
         f"Each method's cost divided by {BASELINE}'s in the same run, size, batch and channels "
-        "(latency: medians; FLOPs by the flop counter with the grid sampler formulas, and analytic)."
+        f"(latency: the cell's median over {BASELINE}'s timed in the same process right after it; "
+        "FLOPs by the flop counter with the grid sampler formulas, and analytic)."
     )
     try:
         items: list[Note | Table] = [note, Table(ratios_to_baseline(cost).round(2))]

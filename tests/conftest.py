@@ -18,8 +18,8 @@ def dtype(request) -> torch.dtype:
     return request.param
 
 
-# the harness tests' fixture (a fake suite map and a clean working directory)
-from harness_fixtures import fake_suites  # noqa: E402,F401
+# the harness tests' fixtures (the fake suites as a plugin, a clean working directory, a reference run)
+from harness_fixtures import fake_site, fake_suites, reference_template  # noqa: E402,F401
 
 
 @pytest.fixture(params=["eager", "operator"])

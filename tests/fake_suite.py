@@ -13,14 +13,23 @@ list of ``interpolator:level:seed`` ids:
 - ``FAKE_SUITE_NAN``: report NaN for ``abs_error``;
 - ``FAKE_SUITE_INTERRUPT``: raise ``KeyboardInterrupt`` (Ctrl-C);
 - ``FAKE_SUITE_CRASH``: raise :class:`SimulatedCrash`, a ``BaseException`` the runner does not catch
-  (like a killed process, nothing after it runs); ``FAKE_SUITE_EXIT``: ``os._exit(3)``.
+  (like a killed process, nothing after it runs); ``FAKE_SUITE_EXIT``: ``os._exit(3)``;
+- ``FAKE_SUITE_SIGKILL``: the cell's process kills itself with SIGKILL; ``FAKE_SUITE_SEGFAULT``: it reads
+  address 0 (a real segmentation fault); ``FAKE_SUITE_HANG``: it sleeps for an hour;
+  ``FAKE_SUITE_MEMORY``: raise ``MemoryError``.
 
-``FAKE_SUITE_LOG`` names a file to which each cell run appends its id.
+``FAKE_SUITE_LOG`` names a file to which each cell run appends its id; ``FAKE_SUITE_SLEEP_S``
+makes every cell sleep that many seconds first (to keep workers busy); ``FAKE_SUITE_RENDEZVOUS``
+names a folder where each cell leaves its worker's pid and waits (60 s at most) until two workers
+have, so that two workers surely run cells at the same time whatever their start-up times.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +111,24 @@ class FakeSuite(Suite):
             raise SimulatedCrash(ident)
         if ident in _ids("FAKE_SUITE_EXIT"):
             os._exit(3)
+        if ident in _ids("FAKE_SUITE_SIGKILL"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if ident in _ids("FAKE_SUITE_SEGFAULT"):
+            ctypes.string_at(0)
+        if ident in _ids("FAKE_SUITE_HANG"):
+            time.sleep(3600)
+        if ident in _ids("FAKE_SUITE_MEMORY"):
+            raise MemoryError(f"told to run out of memory at {ident}")
+        if os.environ.get("FAKE_SUITE_RENDEZVOUS"):
+            folder = Path(os.environ["FAKE_SUITE_RENDEZVOUS"])
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / str(os.getppid())).touch()
+            deadline = time.monotonic() + 60
+            while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if os.environ.get("FAKE_SUITE_SLEEP_S"):
+            time.sleep(float(os.environ["FAKE_SUITE_SLEEP_S"]))
+        # from the global generator the runner seeds with cell.seed
         noise = torch.rand(()).item() * config.options_for(self.name).get("scale_noise", 1.0)
         rows = []
         for image in IMAGES:
@@ -137,7 +164,20 @@ class FakeSuiteNoX(FakeSuite):
     x_param = None
 
 
-SUITES = {"fake": "fake_suite:FakeSuite", "fakebar": "fake_suite:FakeSuiteNoX"}
+class FakeSuiteExclusive(FakeSuite):
+    """The same cells under another name, marked ``exclusive`` (like the cost suite: alone on their node)."""
+
+    name = "fakeexcl"
+    summary = "the fake suite, each cell alone on its node (tests only)"
+    exclusive = True
+
+
+#: the fake suites by name, as ``bench.suites`` entry points (``harness_fixtures`` installs them)
+SUITES = {
+    "fake": "fake_suite:FakeSuite",
+    "fakebar": "fake_suite:FakeSuiteNoX",
+    "fakeexcl": "fake_suite:FakeSuiteExclusive",
+}
 
 #: the environment variables above, cleared by the ``fake_suites`` fixture
 ENV_VARS = (
@@ -146,6 +186,12 @@ ENV_VARS = (
     "FAKE_SUITE_INTERRUPT",
     "FAKE_SUITE_CRASH",
     "FAKE_SUITE_EXIT",
+    "FAKE_SUITE_SIGKILL",
+    "FAKE_SUITE_SEGFAULT",
+    "FAKE_SUITE_HANG",
+    "FAKE_SUITE_MEMORY",
+    "FAKE_SUITE_SLEEP_S",
+    "FAKE_SUITE_RENDEZVOUS",
     "FAKE_SUITE_LOG",
 )
 

@@ -98,7 +98,7 @@ class TestRunCell:
         monkeypatch.setattr(classify, "train_step", no_training)
         assert suite.run_cell(cell, cfg, tmp_path) == rows
 
-    def test_crashed_cell_resumes_mid_training(self, tmp_path, monkeypatch):
+    def test_crashed_cell_resumes_mid_training(self, tmp_path, monkeypatch, capsys):
         suite, cfg = ClassifySuite(), tiny_config()
         (cell,) = suite.cells(cfg)
         real_step, calls = classify.train_step, []
@@ -117,6 +117,13 @@ class TestRunCell:
         rows = suite.run_cell(cell, cfg, tmp_path)
         assert len(calls) == 1  # only the third epoch was left
         assert [r["epoch"] for r in rows if r["metric"] == "train_loss_curve"] == [1, 2, 3]
+        assert f"classify: resuming {cell.key}.pt at epoch 2 of 3" in capsys.readouterr().err
+
+        # a requeued cell ends where an uninterrupted one does (weights, optimizer and RNG come back)
+        torch.manual_seed(cell.seed)
+        uninterrupted = suite.run_cell(cell, cfg, tmp_path / "uninterrupted")
+        timeless = lambda rows: [r for r in rows if r["metric"] != "train_time_s"]  # noqa: E731
+        assert timeless(rows) == timeless(uninterrupted)
 
     def test_changed_settings_retrain(self, tmp_path):
         suite = ClassifySuite()

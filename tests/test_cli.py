@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import scipy.stats
 import torch
-from fake_suite import ENV_VARS, SUITES, SimulatedCrash, run_cli
+from fake_suite import SimulatedCrash, run_cli
+from harness_fixtures import N_QUICK_CELLS, QUICK, write_fake_distribution
 
 import interpolators
 from bench.cli import build_parser, config_from_args
@@ -23,8 +24,6 @@ from bench.store import RunStore
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
-QUICK = ("--suite", "fake", "--interpolators", "bilinear,nearest", "--quick", "--no-progress")
-N_QUICK_CELLS = 2 * 2 * 2  # interpolators x levels x seeds
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
@@ -49,21 +48,6 @@ def ran_cells(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-@pytest.fixture(scope="module")
-def reference_template(tmp_path_factory) -> Path:
-    """One uninterrupted quick run of the fake suite, made once per module."""
-    import suites
-    from bench.cli import main
-
-    folder = tmp_path_factory.mktemp("reference")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(suites, "_SUITES", dict(SUITES))
-        for variable in ENV_VARS:
-            patch.delenv(variable, raising=False)
-        assert main(["run", *QUICK, "--out", str(folder / "run")]) == 0
-    return folder / "run"
-
-
 @pytest.fixture
 def reference_run(fake_suites, reference_template) -> Path:
     """A copy of the reference run in the test's folder."""
@@ -72,10 +56,11 @@ def reference_run(fake_suites, reference_template) -> Path:
 
 
 class TestList:
-    def test_smoke(self, fake_suites, capsys, monkeypatch):
-        import suites
-
-        monkeypatch.setitem(suites._SUITES, "broken", "no_such_module:Suite")
+    def test_smoke(self, fake_suites, capsys, monkeypatch, tmp_path):
+        site = write_fake_distribution(
+            tmp_path / "broken_site", {"broken": "no_such_module:Suite", "scale": "fake_suite:FakeSuite"}, "broken"
+        )
+        monkeypatch.syspath_prepend(str(site))
         code, out, _ = run_cli(capsys, "list")
         assert code == 0
         for name in interpolators.available():
@@ -83,6 +68,7 @@ class TestList:
         assert "padding_mode: one of 'zeros', 'border', 'reflection' = 'zeros'" in out
         assert "fake: a ramp sampled at a few zoom levels (tests only) [x: level]" in out
         assert "broken: (not available: ModuleNotFoundError" in out
+        assert "(suite plugin scale ignored: the name 'scale' is a built-in suite" in out
 
 
 class TestRun:
@@ -126,9 +112,13 @@ class TestRun:
 
         record = json.loads(next((run / "cells").glob("*.json")).read_text())
         assert set(record) == {
-            "key", "cell", "hparams", "status", "error", "started", "finished", "duration_s", "arrays", "rows"
+            "key", "cell", "hparams", "status", "error", "started", "finished", "duration_s", "cause", "host",
+            "arrays", "rows",
         }
         assert record["status"] == "ok" and record["error"] is None and record["duration_s"] >= 0
+        assert record["cause"] is None and record["host"]["executor"] == "inline"
+        assert record["host"]["threads"] == torch.get_num_threads() and record["host"]["torch"] == torch.__version__
+        assert {"hostname", "cpu", "gpu"} <= set(record["host"])
 
         results = pd.read_csv(run / "results.csv")
         assert list(results.columns) == [
@@ -215,7 +205,7 @@ class TestFailures:
         assert len(records) == N_QUICK_CELLS
         (failed,) = [r for r in records.values() if not r.ok]
         assert failed.cell.params == {"level": 2} and failed.cell.seed == 1
-        assert failed.error.startswith("RuntimeError: told to fail at nearest:2:1")
+        assert failed.error.startswith("RuntimeError: told to fail at nearest:2:1") and failed.cause == "error"
         assert "Traceback" in failed.error and "fake_suite.py" in failed.error
         results = pd.read_csv("run/results.csv")
         assert len(results) == (N_QUICK_CELLS - 1) * 3
@@ -227,7 +217,7 @@ class TestFailures:
         code, _, _ = run_cli(capsys, "run", *QUICK, "--out", "run")
         assert code == 1
         (failed,) = [r for r in RunStore("run").read_cells().values() if not r.ok]
-        assert failed.error.startswith("CellError: non-finite value(s): abs_error=nan")
+        assert failed.error.startswith("CellError: non-finite value(s): abs_error=nan") and failed.cause == "invalid"
         assert len(failed.rows) == 3  # kept, to show which metric broke
         assert not pd.read_csv("run/results.csv")["value"].isna().any()
 
@@ -292,17 +282,11 @@ class TestInterruptAndResume:
         assert Path("run/results.csv").read_bytes() == (reference_run / "results.csv").read_bytes()
 
     def test_killed_process_then_resume(self, fake_suites, capsys, reference_run):
-        code = (  # python -m bench, with the fake suites registered
-            "import runpy, sys, suites, fake_suite\n"
-            "suites._SUITES = dict(fake_suite.SUITES)\n"
-            "runpy.run_module('bench', run_name='__main__', alter_sys=True)\n"
-        )
-        env = os.environ | {
+        env = os.environ | {  # the fixture's PYTHONPATH holds the fake suites' distribution
             "FAKE_SUITE_EXIT": "bilinear:2:1",  # the 4th cell: os._exit, as if killed
-            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO)]),
             "OMP_NUM_THREADS": "1",
         }
-        argv = [sys.executable, "-c", code, "run", *QUICK, "--out", "run"]
+        argv = [sys.executable, "-m", "bench", "run", *QUICK, "--out", "run"]
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 3, done.stderr
         before = cell_files(Path("run"))

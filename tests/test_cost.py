@@ -7,7 +7,6 @@ count every arithmetic operation they take part in; each reference is checked ag
 
 from __future__ import annotations
 
-import json
 import math
 import timeit
 
@@ -434,6 +433,7 @@ class TestRunCell:
             "flops_forward", "flops_forward_backward", "analytic_flops_forward", "uncounted_ops",
             "saved_for_backward_bytes", "latency_forward_ms", "latency_forward_iqr_ms",
             "latency_forward_backward_ms", "latency_forward_backward_iqr_ms",
+            "latency_forward_vs_bilinear", "latency_forward_backward_vs_bilinear",
         }
         assert all(math.isfinite(r["value"]) and r["unit"] and r["threads"] == torch.get_num_threads() for r in rows)
         assert values["flops_forward"] == values["analytic_flops_forward"] == 28 * 28 * 23
@@ -488,6 +488,21 @@ class TestReport:
     def test_ratios(self):
         ratios = ratios_to_baseline(_cost_frame())
         assert (ratios["bilinear"] == 1).all() and (ratios["lstn"] == 3).all()
+        assert list(ratios.index.get_level_values("metric")) == [
+            "latency_forward_ms", "latency_forward_backward_ms", "flops_forward"
+        ]
+
+    def test_latency_ratios_are_the_cells_own(self):
+        """Where cells timed their ratio beside bilinear, the table shows it, not the ratio of two cells' medians."""
+        frame = _cost_frame()
+        timed = [{"suite": "cost", "interpolator": name, "size": 28, "batch": 1, "channels": 1, "device": "cpu",
+                  "seed": 0, "metric": metric, "value": value, "unit": "x"}
+                 for name, value in (("bilinear", 1.02), ("lstn", 2.5))
+                 for metric in ("latency_forward_vs_bilinear", "latency_forward_backward_vs_bilinear")]
+        ratios = ratios_to_baseline(pd.concat([frame, pd.DataFrame(timed)], ignore_index=True))
+        latency = ratios.xs("latency_forward_ms", level="metric")
+        assert latency["lstn"].item() == 2.5 and latency["bilinear"].item() == 1.02
+        assert ratios.xs("flops_forward", level="metric")["lstn"].item() == 3  # counts: across cells
         assert list(ratios.index.get_level_values("metric")) == [
             "latency_forward_ms", "latency_forward_backward_ms", "flops_forward"
         ]

@@ -271,7 +271,7 @@ class TestReport:
         text = write_report(store).read_text()
         assert "No finished cells." in text and "1 not run" in text
         assert json.loads((store.root / "meta.json").read_text())["planned"] == ["fake-x"]
-        assert suites.available() == ["fake", "fakebar"]
+        assert {"fake", "fakebar"} <= set(suites.available())
 
 
 class TestSeriesRows:
