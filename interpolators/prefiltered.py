@@ -2,20 +2,24 @@
 
 With a fixed ``sigma`` (input pixels) the input is blurred once
 (:func:`kornia.filters.gaussian_blur2d`, kernel ``2 ceil(3 sigma) + 1``) and sampled bilinearly;
-``sigma=0`` is bilinear. With ``sigma="auto"`` each output pixel gets
+``sigma=0`` is bilinear. With an adaptive ``sigma`` each output pixel gets
 
 .. math::
-    \\sigma_i = \\tfrac12 \\sqrt{\\max(0, \\rho_i^2 - 1)},
+    \\sigma_i^2 = c \\, \\max(0, \\rho_i^2 - 1),
 
 ``rho_i`` the larger singular value of the grid's finite-difference Jacobian in input pixels
-(:func:`interpolators.base.grid_local_scale`): the blur that takes a pixel's own width (std
-1/2 px) to its footprint's (``rho / 2``). It is approximated by blur levels at
-``rho = 2^k``, ``sigma_k = sqrt(4^k - 1) / 2``, and per pixel a mixture of the two levels
-around ``rho`` whose variance is ``sigma_i^2``: with ``l = log2 rho`` (the pyramid's level,
+(:func:`interpolators.base.grid_local_scale`): the blur that widens an input pixel to the output
+pixel's footprint, with widths measured as ``sqrt(c)`` times the side. ``sigma="auto"`` (the
+spec's) takes ``c = 1/4`` (a pixel's "std" is half its side: ``sigma = sqrt(rho^2 - 1) / 2``);
+``sigma="box"`` takes ``c = 1/12``, the variance of a box of unit side, so that the blur's
+variance is the footprint box's minus the input pixel's own (the model of the scale suite's
+ground truth and of its area-downsampled input). Either is approximated by blur levels at
+``rho = 2^k``, ``sigma_k^2 = c (4^k - 1)``, and per pixel a mixture of the two levels around
+``rho`` whose variance is ``sigma_i^2``: with ``l = log2 rho`` (the pyramid's level,
 :func:`interpolators.pyramid.mip_level`) and ``k = floor(l)``, weight ``t = (4^(l - k) - 1) / 3``
-on level ``k + 1`` and ``1 - t`` on level ``k``. Levels stop at ``rho = max(H, W)`` (a
-footprint as wide as the image). At ``rho <= 1`` it is bilinear exactly. The blur level
-selection carries no gradient.
+on level ``k + 1`` and ``1 - t`` on level ``k`` (whatever ``c``). Levels stop at
+``rho = max(H, W)`` (a footprint as wide as the image). At ``rho <= 1`` it is bilinear exactly.
+The blur level selection carries no gradient.
 """
 
 from __future__ import annotations
@@ -45,9 +49,13 @@ def gaussian_blur(input: Tensor, sigma: float, padding_mode: str = "zeros") -> T
     return gaussian_blur2d(input, (size, size), (float(sigma), float(sigma)), border_type=BLUR_BORDER[padding_mode])
 
 
-def level_sigma(k: int) -> float:
-    """The blur ``sqrt(4^k - 1) / 2`` of level ``k`` (the ``auto`` sigma at ``rho = 2^k``)."""
-    return math.sqrt(4.0**k - 1.0) / 2.0
+#: the adaptive widths: ``sigma^2 = c (rho^2 - 1)`` with ``c`` the variance of a pixel of unit side
+ADAPTIVE_VARIANCE = {"auto": 1.0 / 4.0, "box": 1.0 / 12.0}
+
+
+def level_sigma(k: int, rule: str = "auto") -> float:
+    """The blur ``sqrt(c (4^k - 1))`` of level ``k``: the adaptive sigma of ``rule`` at ``rho = 2^k``."""
+    return math.sqrt(ADAPTIVE_VARIANCE[rule] * (4.0**k - 1.0))
 
 
 def variance_weights(level: Tensor, num_levels: int) -> Tensor:
@@ -68,14 +76,14 @@ def prefiltered_sample(
     align_corners: bool = False,
     level: Tensor | None = None,
 ) -> Tensor:
-    """Bilinear sampling of ``input (B, C, H, W)`` blurred by ``sigma`` (pixels, or ``"auto"``) at ``grid``.
+    """Bilinear sampling of ``input (B, C, H, W)`` blurred by ``sigma`` (pixels, ``"auto"`` or ``"box"``) at ``grid``.
 
-    ``level (B, Ho, Wo)``, for ``sigma="auto"`` only: ``log2 rho`` per pixel to use instead of
-    the grid's (held fixed, e.g. for ``gradcheck``). Returns ``(B, C, Ho, Wo)``.
+    ``level (B, Ho, Wo)``, for an adaptive ``sigma`` only: ``log2 rho`` per pixel to use instead
+    of the grid's (held fixed, e.g. for ``gradcheck``). Returns ``(B, C, Ho, Wo)``.
     """
     check_sampling_inputs(input, grid)
     sample = dict(padding_mode=padding_mode, align_corners=[align_corners])
-    if sigma != "auto":
+    if sigma not in ADAPTIVE_VARIANCE:
         ones = grid.new_ones(grid.shape[0], 1, *grid.shape[1:3])
         return blend_levels([gaussian_blur(input, sigma, padding_mode)], ones, [grid], **sample)
     h, w = input.shape[-2:]
@@ -85,7 +93,7 @@ def prefiltered_sample(
     else:
         level = level.detach().to(grid.dtype).clamp(0, top)
     num_levels = int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
-    images = [gaussian_blur(input, level_sigma(k), padding_mode) for k in range(num_levels)]
+    images = [gaussian_blur(input, level_sigma(k, sigma), padding_mode) for k in range(num_levels)]
     weights = variance_weights(level, num_levels)
     return blend_levels(images, weights, [grid] * num_levels, padding_mode, [align_corners] * num_levels)
 
@@ -96,8 +104,9 @@ class Prefiltered(Interpolator):
 
     Args:
         sigma: the blur's standard deviation in input pixels (``>= 0``; 0 is bilinear), or
-            ``"auto"``: ``sqrt(max(0, rho^2 - 1)) / 2`` per output pixel, ``rho`` the grid's local
-            scale, from a few blur levels (see the module docstring and ``docs/methods/prefiltered.md``).
+            adaptive per output pixel from the grid's local scale ``rho``, by a few blur levels:
+            ``"auto"``, ``sqrt(max(0, rho^2 - 1)) / 2``, or ``"box"``, ``sqrt(max(0, rho^2 - 1) / 12)``
+            (see the module docstring and ``docs/methods/prefiltered.md``).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``; the blur extends the image
             with zeros for ``"zeros"`` and with its edge otherwise.
         align_corners: ``grid_sample``'s coordinate convention.
@@ -111,16 +120,19 @@ class Prefiltered(Interpolator):
     torch.Size([1, 3, 8, 8])
     """
 
-    summary = "bilinear on the input blurred by a Gaussian (fixed sigma, or 'auto' from the grid's local scale)"
+    summary = "bilinear on the input blurred by a Gaussian (fixed sigma, or 'auto'/'box' from the grid's local scale)"
     reference = "Gaussian prefiltering before resampling (kornia.filters.gaussian_blur2d)"
 
     def __init__(
-        self, sigma: float | Literal["auto"] = "auto", padding_mode: PaddingMode = "zeros", align_corners: bool = False
+        self,
+        sigma: float | Literal["auto", "box"] = "auto",
+        padding_mode: PaddingMode = "zeros",
+        align_corners: bool = False,
     ) -> None:
         super().__init__(padding_mode=padding_mode, align_corners=align_corners)
-        if sigma != "auto":
+        if sigma not in ADAPTIVE_VARIANCE:
             if isinstance(sigma, str):
-                raise ValueError(f"sigma: expected a number >= 0 or 'auto', got {sigma!r}")
+                raise ValueError(f"sigma: expected a number >= 0, 'auto' or 'box', got {sigma!r}")
             check_number("sigma", sigma, minimum=0.0)
         self.sigma = sigma
 

@@ -162,10 +162,11 @@ class TestAntialiasKnownAnswers:
 
 def fixed_level_sampler(name: str):
     return {"pyramid": lambda x, g, level: pyramid_sample(x, g, "border", False, level=level),
-            "prefiltered": lambda x, g, level: prefiltered_sample(x, g, "auto", "border", False, level=level)}[name]
+            "prefiltered": lambda x, g, level: prefiltered_sample(x, g, "auto", "border", False, level=level),
+            "prefiltered_box": lambda x, g, level: prefiltered_sample(x, g, "box", "border", False, level=level)}[name]
 
 
-@pytest.mark.parametrize("name", ANTIALIAS)
+@pytest.mark.parametrize("name", ANTIALIAS + ["prefiltered_box"])
 class TestFixedLevel:
     def test_gradcheck_with_the_level_held(self, name):
         # the level selection carries no gradient: with the level fixed both gradients are exact
@@ -178,7 +179,8 @@ class TestFixedLevel:
     def test_module_gradient_is_the_fixed_level_gradient(self, name):
         image = torch.rand(1, 2, 32, 32, dtype=torch.float64)
         grid = similarity_grid(32, 3.0, 13.0).requires_grad_()
-        out = interpolators.create(name, padding_mode="border")(image, grid)
+        hp = {"sigma": "box"} if name == "prefiltered_box" else {}
+        out = interpolators.create(name.removesuffix("_box"), padding_mode="border", **hp)(image, grid)
         (got,) = torch.autograd.grad(out.square().sum(), grid)
         level = mip_level(grid_local_scale(grid, 32, 32, False), 5)
         assert 1.5 < float(level.mean()) < 1.6  # log2 3 = 1.585: two levels are blended
@@ -237,22 +239,24 @@ class TestPrefiltered:
         auto = interpolators.create("prefiltered", padding_mode="border")(image, grid)
         assert out.std() < 0.05 and auto.std() > 0.1
 
-    @pytest.mark.parametrize("level", [1.0, 1.5, 2.3])
-    def test_auto_blur_variance(self, level):
-        # the blur of an impulse, read back at the pixel centres, has variance (4^l - 1) / 4 = ((2^l)^2 - 1) / 4
+    @pytest.mark.parametrize("rule, c, level", [("auto", 1 / 4, 1.0), ("auto", 1 / 4, 1.5), ("auto", 1 / 4, 2.3),
+                                                ("box", 1 / 12, 2.0), ("box", 1 / 12, 2.5), ("box", 1 / 12, 3.3)])
+    def test_adaptive_blur_variance(self, rule, c, level):
+        # the blur of an impulse, read back at the pixel centres, has variance c (4^l - 1) = c ((2^l)^2 - 1);
+        # levels whose blurs have sigma >= 0.8 (below, kornia's kernel sampled at the integers has less variance)
         n = 65
         impulse = torch.zeros(1, 1, n, n, dtype=torch.float64)
         impulse[..., n // 2, n // 2] = 1.0
         grid = F.affine_grid(torch.eye(2, 3, dtype=torch.float64)[None], [1, 1, n, n], align_corners=False)
-        out = prefiltered_sample(impulse, grid, "auto", "zeros", False, level=torch.full((1, n, n), level))[0, 0]
+        out = prefiltered_sample(impulse, grid, rule, "zeros", False, level=torch.full((1, n, n), level))[0, 0]
         xs = torch.arange(n, dtype=torch.float64) - n // 2
         assert float(out.sum()) == pytest.approx(1.0)
         variance = float((out.sum(0) * xs.square()).sum())
-        assert variance == pytest.approx((4.0**level - 1) / 4, rel=0.03)
+        assert variance == pytest.approx(c * (4.0**level - 1), rel=0.03)
 
     @pytest.mark.parametrize("sigma, error, match", [
         (-1.0, ValueError, r"sigma: expected a value >= 0"),
-        ("wide", ValueError, r"prefiltered.sigma: expected float or one of 'auto'"),
+        ("wide", ValueError, r"prefiltered.sigma: expected float or one of 'auto', 'box'"),
         (float("inf"), ValueError, r"sigma: expected a finite value"),
     ])
     def test_bad_sigma(self, sigma, error, match):
@@ -261,4 +265,5 @@ class TestPrefiltered:
 
     def test_sigma_from_the_command_line(self):
         spec = interpolators.hyperparameters(interpolators.get("prefiltered"))["sigma"]
-        assert spec.parse("auto", "prefiltered") == "auto" and spec.parse("1.5", "prefiltered") == 1.5
+        assert spec.parse("auto", "prefiltered") == "auto" and spec.parse("box", "prefiltered") == "box"
+        assert spec.parse("1.5", "prefiltered") == 1.5
