@@ -9,11 +9,12 @@ With a fixed ``sigma`` (input pixels) the input is blurred once
 
 ``rho_i`` the larger singular value of the grid's finite-difference Jacobian in input pixels
 (:func:`interpolators.base.grid_local_scale`): the blur that widens an input pixel to the output
-pixel's footprint, with widths measured as ``sqrt(c)`` times the side. ``sigma="auto"`` (the
-spec's) takes ``c = 1/4`` (a pixel's "std" is half its side: ``sigma = sqrt(rho^2 - 1) / 2``);
-``sigma="box"`` takes ``c = 1/12``, the variance of a box of unit side, so that the blur's
-variance is the footprint box's minus the input pixel's own (the model of the scale suite's
-ground truth and of its area-downsampled input). Either is approximated by blur levels at
+pixel's footprint, with widths measured as ``sqrt(c)`` times the side. ``sigma="box"`` (the
+default) takes ``c = 1/12``, the variance of a box of unit side, so that the blur's variance is
+the footprint box's minus the input pixel's own (a pixel is the mean of the image over its
+square: the model of the scale suite's ground truth and of its area-downsampled input);
+``sigma="auto"`` (``methods.md``'s rule) takes ``c = 1/4`` (a pixel's "std" is half its side:
+``sigma = sqrt(rho^2 - 1) / 2``), which blurs sqrt(3) times wider. Either is approximated by blur levels at
 ``rho = 2^k``, ``sigma_k^2 = c (4^k - 1)``, and per pixel a mixture of the two levels around
 ``rho`` whose variance is ``sigma_i^2``: with ``l = log2 rho`` (the pyramid's level,
 :func:`interpolators.pyramid.mip_level`) and ``k = floor(l)``, weight ``t = (4^(l - k) - 1) / 3``
@@ -71,7 +72,7 @@ def variance_weights(level: Tensor, num_levels: int) -> Tensor:
 def prefiltered_sample(
     input: Tensor,
     grid: Tensor,
-    sigma: float | str = "auto",
+    sigma: float | str = "box",
     padding_mode: str = "zeros",
     align_corners: bool = False,
     level: Tensor | None = None,
@@ -105,7 +106,7 @@ class Prefiltered(Interpolator):
     Args:
         sigma: the blur's standard deviation in input pixels (``>= 0``; 0 is bilinear), or
             adaptive per output pixel from the grid's local scale ``rho``, by a few blur levels:
-            ``"auto"``, ``sqrt(max(0, rho^2 - 1)) / 2``, or ``"box"``, ``sqrt(max(0, rho^2 - 1) / 12)``
+            ``"box"``, ``sqrt(max(0, rho^2 - 1) / 12)``, or ``"auto"``, ``sqrt(max(0, rho^2 - 1)) / 2``
             (see the module docstring and ``docs/methods/prefiltered.md``).
         padding_mode: ``"zeros"``, ``"border"`` or ``"reflection"``; the blur extends the image
             with zeros for ``"zeros"`` and with its edge otherwise.
@@ -120,12 +121,12 @@ class Prefiltered(Interpolator):
     torch.Size([1, 3, 8, 8])
     """
 
-    summary = "bilinear on the input blurred by a Gaussian (fixed sigma, or 'auto'/'box' from the grid's local scale)"
+    summary = "bilinear on the input blurred by a Gaussian (fixed sigma, or 'box'/'auto' from the grid's local scale)"
     reference = "Gaussian prefiltering before resampling (kornia.filters.gaussian_blur2d)"
 
     def __init__(
         self,
-        sigma: float | Literal["auto", "box"] = "auto",
+        sigma: float | Literal["auto", "box"] = "box",
         padding_mode: PaddingMode = "zeros",
         align_corners: bool = False,
     ) -> None:

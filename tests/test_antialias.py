@@ -98,6 +98,7 @@ class TestAntialiasKnownAnswers:
     @pytest.mark.parametrize("padding_mode", interpolators.PADDING_MODES)
     @pytest.mark.parametrize("align_corners", [False, True])
     def test_equals_bilinear_when_not_downsampling(self, name, scale, padding_mode, align_corners):
+        # the prefiltered default is sigma="box"; "auto" takes the same path (both have sigma = 0 at rho <= 1)
         torch.manual_seed(0)
         image = torch.rand(2, 3, 16, 16, dtype=torch.float64, requires_grad=True)
         # an output 20 % wider than the input, to exercise the padding
@@ -162,11 +163,11 @@ class TestAntialiasKnownAnswers:
 
 def fixed_level_sampler(name: str):
     return {"pyramid": lambda x, g, level: pyramid_sample(x, g, "border", False, level=level),
-            "prefiltered": lambda x, g, level: prefiltered_sample(x, g, "auto", "border", False, level=level),
-            "prefiltered_box": lambda x, g, level: prefiltered_sample(x, g, "box", "border", False, level=level)}[name]
+            "prefiltered": lambda x, g, level: prefiltered_sample(x, g, "box", "border", False, level=level),
+            "prefiltered_auto": lambda x, g, level: prefiltered_sample(x, g, "auto", "border", False, level=level)}[name]
 
 
-@pytest.mark.parametrize("name", ANTIALIAS + ["prefiltered_box"])
+@pytest.mark.parametrize("name", ANTIALIAS + ["prefiltered_auto"])
 class TestFixedLevel:
     def test_gradcheck_with_the_level_held(self, name):
         # the level selection carries no gradient: with the level fixed both gradients are exact
@@ -179,8 +180,8 @@ class TestFixedLevel:
     def test_module_gradient_is_the_fixed_level_gradient(self, name):
         image = torch.rand(1, 2, 32, 32, dtype=torch.float64)
         grid = similarity_grid(32, 3.0, 13.0).requires_grad_()
-        hp = {"sigma": "box"} if name == "prefiltered_box" else {}
-        out = interpolators.create(name.removesuffix("_box"), padding_mode="border", **hp)(image, grid)
+        hp = {"sigma": "auto"} if name == "prefiltered_auto" else {}
+        out = interpolators.create(name.removesuffix("_auto"), padding_mode="border", **hp)(image, grid)
         (got,) = torch.autograd.grad(out.square().sum(), grid)
         level = mip_level(grid_local_scale(grid, 32, 32, False), 5)
         assert 1.5 < float(level.mean()) < 1.6  # log2 3 = 1.585: two levels are blended
@@ -218,6 +219,13 @@ class TestPyramid:
 
 
 class TestPrefiltered:
+    def test_default_is_box_and_auto_is_bilinear_too_when_zooming_in(self):
+        assert interpolators.create("prefiltered").sigma == "box"
+        image = torch.rand(1, 2, 16, 16, dtype=torch.float64)
+        grid = similarity_grid(16, 0.5, 9.0)
+        out = interpolators.create("prefiltered", sigma="auto")(image, grid)
+        torch.testing.assert_close(out, F.grid_sample(image, grid, align_corners=False), rtol=0, atol=0)
+
     def test_sigma_zero_is_bilinear(self):
         image = torch.rand(2, 3, 16, 16, dtype=torch.float64)
         grid = similarity_grid(16, 4.0, 9.0).repeat(2, 1, 1, 1)
@@ -232,7 +240,7 @@ class TestPrefiltered:
         assert gradcheck(sampler, (image, grid), eps=1e-6, atol=1e-5, fast_mode=True)
 
     def test_fixed_sigma_blurs_at_every_scale(self):
-        # unlike "auto", a fixed sigma also blurs when zooming in: the checkerboard is flattened at s = 0.5
+        # unlike the adaptive default, a fixed sigma also blurs when zooming in: the checkerboard is flattened at s = 0.5
         image = checkerboard(16)
         grid = similarity_grid(16, 0.5, 7.0, size_out=12)
         out = interpolators.create("prefiltered", sigma=1.5, padding_mode="border")(image, grid)
