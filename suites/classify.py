@@ -58,7 +58,7 @@ from suites.base import Cell, RunConfig, Suite
 from suites.models import ESTLayer, build_model
 
 #: the quick profile (see the module docstring and docs/suites/classify.md for why these)
-QUICK_LABELS, QUICK_SEEDS, QUICK_STEPS, QUICK_IMAGE_SIZE = (500,), 4, 300, 16
+QUICK_LABELS, QUICK_SEEDS, QUICK_STEPS, QUICK_IMAGE_SIZE = (1000,), 5, 128, 16
 ABLATIONS = ("none", "wo_norm", "wo_er")
 ABLATION_LABELS = {"none": "ESTN", "wo_norm": "ESTN w/o norm", "wo_er": "ESTN w/o ER"}
 #: the ``interpolator`` of Table 2's "CNN" cells: the network without EST layers (no sampler)
