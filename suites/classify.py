@@ -6,12 +6,14 @@ a timm backbone behind one) on a class-balanced labelled subset of a dataset
 rotation / anisotropic scale / translation, and reports the test error of the
 weights with the lowest validation error (150 held-out training images).
 
-Cells: every interpolator of the run x label budget x seed, with
+Cells: the CNN (interpolator :data:`CNN`, Table 2's network without EST layers) and
+every interpolator of the run x label budget x seed, with
 ``params = {"dataset", "labels", "ablation", "backbone"}``. ``ablation`` is
 ``"none"`` for the main comparison (Table 2); when ``estn`` is in the run two more
-variants of it are added (Table 4): ``"wo_norm"`` (plain instead of
-norm-preserving convolutions) and ``"wo_er"`` (``entropy=None`` in the cell's
-hparams: the sampler's weighted least squares without the entropy regularizer).
+variants of it are added (Table 4; not in the quick profile, see the option
+``ablations``): ``"wo_norm"`` (plain instead of norm-preserving convolutions) and
+``"wo_er"`` (``entropy=None`` in the cell's hparams: the sampler's weighted least
+squares without the entropy regularizer).
 As in the paper, only the ESTN network uses norm-preserving convolutions.
 
 Profiles (training length in optimizer steps at batch 32, or the paper's epochs):
@@ -19,9 +21,9 @@ Profiles (training length in optimizer steps at batch 32, or the paper's epochs)
 =========  ==============  ===========  ==========  =====================================  =====
 profile    dataset         labels       image size  length                                 seeds
 =========  ==============  ===========  ==========  =====================================  =====
-quick      digits          250, 1000    16          600 steps                              2
-default    digits          250, 500,    32          2000 steps                             3
-                           1000
+quick      mnist5k         1000         16          128 steps (4 epochs), no Table 4       5
+default    mnist5k         250, 1000,   32          2000 steps                             3
+                           3000
 full       fashion_mnist   1k, 3k, 5k   32          the paper's epochs (5k F-MNIST/MNIST,  3
                                                     8k SVHN, 12k CelebA)
 =========  ==============  ===========  ==========  =====================================  =====
@@ -32,8 +34,12 @@ SVHN and CelebA), batch 32.
 
 Options (``RunConfig.options``): ``dataset``, ``data_root``, ``download``,
 ``backbone`` (``"table3"`` or ``"timm:NAME"``), and, for experiments, ``labels``
-(a list of budgets), ``steps`` or ``epochs`` (training length) and ``perturbation``
-(a factor on the paper's spreads, default 1; 0 turns the perturbations off).
+(a list of budgets), ``steps`` or ``epochs`` (training length), ``perturbation``
+(a factor on the paper's spreads, default 1; 0 turns the perturbations off) and
+``ablations`` (plan Table 4's variants).
+
+The report's Table 2 (:func:`table2`) puts the paper's numbers beside this run's, and
+:func:`significance` says which differences the seeds can tell apart.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ TABLE2_ROWS = {
     "pyramid": "pyramid (anti-aliasing baseline)",
     "prefiltered": "prefiltered (anti-aliasing baseline)",
 }
-#: significance level of the pairwise tests (Welch's t, Benjamini-Hochberg adjusted per budget)
+#: significance level of the pairwise tests (paired t over seeds, Benjamini-Hochberg adjusted per budget)
 ALPHA = 0.05
 
 #: labels per dataset for each profile (the paper: 1k/3k/5k on F-MNIST, 10k SVHN, 20k CelebA)
