@@ -73,6 +73,15 @@ def normalized_to_pixel_scale(size: int, align_corners: bool) -> float:
     return (size - 1) / 2 if align_corners else size / 2
 
 
+def _grid_differences(grid: Tensor, height: int, width: int, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """``(d p / d ox, d p / d oy)``, each ``(B, Ho, Wo, 2)`` in input pixels: the columns of :func:`grid_jacobian`."""
+    grid = grid.detach()
+    pixels = grid * grid.new_tensor([normalized_to_pixel_scale(width, align_corners),
+                                     normalized_to_pixel_scale(height, align_corners)])
+    return tuple(torch.gradient(pixels, dim=dim)[0] if grid.shape[dim] > 1 else torch.zeros_like(pixels)
+                 for dim in (2, 1))
+
+
 def grid_jacobian(grid: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
     """The grid's local Jacobian ``J (B, Ho, Wo, 2, 2)`` in input pixels per output pixel.
 
@@ -82,13 +91,7 @@ def grid_jacobian(grid: Tensor, height: int, width: int, align_corners: bool) ->
     y (dim 1), central inside, one-sided at the edges, zero along an axis of length 1 (ESTN's
     tangent frame uses the same differences). Detached: no gradient flows through it.
     """
-    grid = grid.detach()
-    scale = grid.new_tensor([normalized_to_pixel_scale(width, align_corners),
-                             normalized_to_pixel_scale(height, align_corners)])
-    pixels = grid * scale
-    columns = [torch.gradient(pixels, dim=dim)[0] if grid.shape[dim] > 1 else torch.zeros_like(pixels)
-               for dim in (2, 1)]
-    return torch.stack(columns, dim=-1)
+    return torch.stack(_grid_differences(grid, height, width, align_corners), dim=-1)
 
 
 def grid_local_scale(grid: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
@@ -103,11 +106,12 @@ def grid_local_scale(grid: Tensor, height: int, width: int, align_corners: bool)
     >>> round(float(grid_local_scale(grid, 32, 32, False).mean()), 4)
     4.0
     """
-    j = grid_jacobian(grid, height, width, align_corners)
-    frobenius2 = j.square().sum((-2, -1))
-    det = j[..., 0, 0] * j[..., 1, 1] - j[..., 0, 1] * j[..., 1, 0]
-    gap = (frobenius2.square() - 4.0 * det.square()).clamp_min(0.0).sqrt()
-    return ((frobenius2 + gap) / 2.0).sqrt()
+    along_x, along_y = _grid_differences(grid, height, width, align_corners)
+    j00, j10, j01, j11 = along_x[..., 0], along_x[..., 1], along_y[..., 0], along_y[..., 1]
+    frobenius2 = j00 * j00 + j01 * j01 + j10 * j10 + j11 * j11
+    det = j00 * j11 - j01 * j10
+    gap = (frobenius2 * frobenius2 - 4.0 * det * det).clamp_min(0.0).sqrt()
+    return ((frobenius2 + gap) * 0.5).sqrt()
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> None:

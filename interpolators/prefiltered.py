@@ -29,6 +29,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from interpolators._registry import register
@@ -83,10 +84,9 @@ def prefiltered_sample(
     of the grid's (held fixed, e.g. for ``gradcheck``). Returns ``(B, C, Ho, Wo)``.
     """
     check_sampling_inputs(input, grid)
-    sample = dict(padding_mode=padding_mode, align_corners=[align_corners])
+    bilinear = dict(mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
     if sigma not in ADAPTIVE_VARIANCE:
-        ones = grid.new_ones(grid.shape[0], 1, *grid.shape[1:3])
-        return blend_levels([gaussian_blur(input, sigma, padding_mode)], ones, [grid], **sample)
+        return F.grid_sample(gaussian_blur(input, sigma, padding_mode), grid, **bilinear)
     h, w = input.shape[-2:]
     top = math.log2(max(h, w))
     if level is None:
@@ -94,6 +94,8 @@ def prefiltered_sample(
     else:
         level = level.detach().to(grid.dtype).clamp(0, top)
     num_levels = int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
+    if num_levels == 1:  # no downsampling anywhere: bilinear
+        return F.grid_sample(input, grid, **bilinear)
     images = [gaussian_blur(input, level_sigma(k, sigma), padding_mode) for k in range(num_levels)]
     weights = variance_weights(level, num_levels)
     return blend_levels(images, weights, [grid] * num_levels, padding_mode, [align_corners] * num_levels)

@@ -111,9 +111,11 @@ def pyramid_sample(
     else:
         level = level.detach().to(grid.dtype).clamp(0, top)
     num_levels = int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
+    if num_levels == 1:  # no downsampling anywhere: bilinear
+        return F.grid_sample(input, grid, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
     from kornia.geometry.transform import build_pyramid
 
-    images = build_pyramid(input, num_levels, border_type=BLUR_BORDER[padding_mode]) if num_levels > 1 else [input]
+    images = build_pyramid(input, num_levels, border_type=BLUR_BORDER[padding_mode])
     # the halved levels span the input's extent: align_corners=False coordinates of the same pixel positions
     extent_grid = grid
     if align_corners:
