@@ -19,7 +19,7 @@ except ImportError:
 #: threads every benchmark runs at (.ci/asv-smoke also exports OMP_NUM_THREADS=2)
 THREADS = 2
 #: every method the benchmarks track, built in or not yet
-METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn"]
+METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn", "pyramid", "prefiltered"]
 
 
 def pin_threads() -> None:

@@ -1,7 +1,7 @@
 """Differentiable image samplers behind one registry with ``grid_sample``'s contract.
 
 >>> import torch, interpolators
->>> {"nearest", "bilinear", "bicubic", "lstn", "estn"} <= set(interpolators.available())  # plugins add more
+>>> {"nearest", "bilinear", "bicubic", "lstn", "estn", "pyramid", "prefiltered"} <= set(interpolators.available())  # plugins add more
 True
 >>> sampler = interpolators.create("lstn", num_samples=8)
 >>> image, grid = torch.rand(1, 3, 32, 32), torch.rand(1, 16, 16, 2) * 2 - 1
@@ -28,6 +28,7 @@ from interpolators.base import PADDING_MODES, ConfiguredInterpolator, Interpolat
 from interpolators import baselines  # noqa: E402,F401  isort: skip
 from interpolators import lstn  # noqa: E402,F401  isort: skip
 from interpolators import estn  # noqa: E402,F401  isort: skip
+from interpolators import pyramid, prefiltered  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -116,6 +116,47 @@ def normalized_to_pixel_scale(size: int, align_corners: bool) -> float:
     return (size - 1) / 2 if align_corners else size / 2
 
 
+def _grid_differences(grid: Tensor, height: int, width: int, align_corners: bool) -> tuple[Tensor, Tensor]:
+    """``(d p / d ox, d p / d oy)``, each ``(B, Ho, Wo, 2)`` in input pixels: the columns of :func:`grid_jacobian`."""
+    grid = grid.detach()
+    pixels = grid * grid.new_tensor([normalized_to_pixel_scale(width, align_corners),
+                                     normalized_to_pixel_scale(height, align_corners)])
+    return tuple(torch.gradient(pixels, dim=dim)[0] if grid.shape[dim] > 1 else torch.zeros_like(pixels)
+                 for dim in (2, 1))
+
+
+def grid_jacobian(grid: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
+    """The grid's local Jacobian ``J (B, Ho, Wo, 2, 2)`` in input pixels per output pixel.
+
+    ``J[..., i, j] = d p_i / d o_j`` with ``p = (px, py)`` the sampling point in pixels of an
+    ``(height, width)`` input (``align_corners`` as in ``grid_sample``) and ``o = (ox, oy)`` the
+    output pixel: finite differences of ``grid (B, Ho, Wo, 2)`` along the output's x (dim 2) and
+    y (dim 1), central inside, one-sided at the edges, zero along an axis of length 1 (ESTN's
+    tangent frame uses the same differences). Detached: no gradient flows through it.
+    """
+    return torch.stack(_grid_differences(grid, height, width, align_corners), dim=-1)
+
+
+def grid_local_scale(grid: Tensor, height: int, width: int, align_corners: bool) -> Tensor:
+    """``rho (B, Ho, Wo)``: the larger singular value of :func:`grid_jacobian`, in input pixels per output pixel.
+
+    The length, in input pixels, of the longest axis of an output pixel's footprint: 4 under a
+    4x downsampling whatever the rotation, 0.5 under a 2x zoom. Closed form for a 2x2 ``J``:
+    ``rho^2 = (|J|_F^2 + sqrt(|J|_F^4 - 4 det(J)^2)) / 2``.
+
+    >>> import torch.nn.functional as F
+    >>> grid = F.affine_grid(torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]]), [1, 1, 8, 8], align_corners=False)
+    >>> round(float(grid_local_scale(grid, 32, 32, False).mean()), 4)
+    4.0
+    """
+    along_x, along_y = _grid_differences(grid, height, width, align_corners)
+    j00, j10, j01, j11 = along_x[..., 0], along_x[..., 1], along_y[..., 0], along_y[..., 1]
+    frobenius2 = j00 * j00 + j01 * j01 + j10 * j10 + j11 * j11
+    det = j00 * j11 - j01 * j10
+    gap = (frobenius2 * frobenius2 - 4.0 * det * det).clamp_min(0.0).sqrt()
+    return ((frobenius2 + gap) * 0.5).sqrt()
+
+
 def check_choice(name: str, value: Any, choices: tuple) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is one of ``choices``."""
     if value not in choices:

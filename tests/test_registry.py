@@ -77,7 +77,7 @@ class TestRegister:
 
 class TestAvailable:
     def test_builtins(self):
-        assert set(interpolators.available()) >= {"nearest", "bilinear", "bicubic", "lstn", "estn"}
+        assert set(interpolators.available()) >= {"nearest", "bilinear", "bicubic", "lstn", "estn", "pyramid", "prefiltered"}
 
     def test_wildcard_and_tag(self, doubler):
         assert interpolators.available("bi*") == ["bicubic", "bilinear"]
