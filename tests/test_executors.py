@@ -193,7 +193,7 @@ class TestHead:
         return self.log.read()
 
     def test_ctrl_c_cancels_the_jobs_and_resume_finishes(self, fake_suites, capsys, reference_template):
-        head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="1.5", OMP_NUM_THREADS="2")
+        head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="4", OMP_NUM_THREADS="2")
         try:
             wait_for(lambda: len(list(Path("run/cells").glob("*.json"))) >= 1, "a first cell")
             head.send_signal(signal.SIGINT)
@@ -217,7 +217,7 @@ class TestHead:
         assert Path("run/results.csv").read_bytes() == (reference_template / "results.csv").read_bytes()
 
     def test_head_killed_then_resume(self, fake_suites, capsys, reference_template):
-        head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="1.5", OMP_NUM_THREADS="2")
+        head = self._head(*QUICK, *LOCAL, "--out", "run", FAKE_SUITE_SLEEP_S="4", OMP_NUM_THREADS="2")
         try:
             wait_for(lambda: len(list(Path("run/cells").glob("*.json"))) >= 1, "a first cell")
             head.kill()  # SIGKILL: no chance to cancel anything

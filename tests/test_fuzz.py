@@ -115,11 +115,11 @@ def worker():
     w.stop()
 
 
-def expected_nan_pixels(name: str, not_finite: list) -> torch.Tensor:
-    """The policy's NaN pixels: the non-finite grid points and, for methods that difference the grid, their
-    four neighbours."""
+def expected_nan_pixels(name: str, hparams: dict, not_finite: list) -> torch.Tensor:
+    """The policy's NaN pixels: the non-finite grid points and, for samplers that difference the grid (as
+    configured: prefiltered does with an adaptive sigma only), their four neighbours."""
     bad = torch.tensor(not_finite, dtype=torch.bool)
-    if interpolators.get(name).reads_grid_neighbours:
+    if interpolators.create(name, **hparams).reads_grid_neighbours:
         spread = bad.clone()
         spread[:, 1:] |= bad[:, :-1]
         spread[:, :-1] |= bad[:, 1:]
@@ -158,6 +158,6 @@ def test_no_sampler_crashes_and_non_finite_grids_give_nan(worker, case):
     status, result = worker.run(case)
     assert status != "crash", f"the process died ({result}) on {case}"
     assert status == "ok", f"{result} on {case}"  # CPU half precision is sampled in float32: no operator refuses it
-    assert torch.equal(torch.tensor(result["nan_pixels"]), expected_nan_pixels(case.name, result["not_finite"])), case
+    assert torch.equal(torch.tensor(result["nan_pixels"]), expected_nan_pixels(case.name, dict(case.hparams), result["not_finite"])), case
     assert not result["partly_nan"] and not result["other_non_finite"], (result, case)
     assert result["input_grad_finite"] and result["grid_grad_finite"], (result, case)
