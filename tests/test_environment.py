@@ -169,3 +169,14 @@ class TestGitState:
 
     def test_outside_a_checkout(self, tmp_path):
         assert env.git_state(tmp_path) == {"commit": None, "dirty": None, "changes": None}
+
+
+def test_the_report_shows_the_native_build_and_the_uncommitted_changes():
+    from bench.report import _meta_html
+
+    meta = {"environment": {"git": {"commit": "abc", "dirty": True, "changes": ["?? notes.py", " M bench/cli.py"]},
+                            "native_operators": {"compiler": "g++ 12.2", "flags": ["-O3", "-march=native"],
+                                                 "cpu_vector_flags": ["avx2", "fma"], "state": "loaded"}}}
+    html = _meta_html(meta)
+    assert "abc (dirty)" in html and "?? notes.py  M bench/cli.py" in html
+    assert "g++ 12.2; -O3 -march=native; CPU: avx2 fma; loaded" in html
