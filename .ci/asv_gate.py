@@ -62,8 +62,9 @@ def run_side(config: Path, commit: str, tree: Path) -> None:
                MKL_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")  # fmt: skip
     where = subprocess.run([sys.executable, "-c", "import interpolators, suites; print(interpolators.__file__)"],
                            env=dict(env, PYTHONPATH=str(tree)), capture_output=True, text=True, cwd=tempfile.gettempdir())  # fmt: skip
-    print(f"asv-gate: {commit[:10]}: interpolators from {where.stdout.strip() or where.stderr.strip()[-300:]}",
-          flush=True)  # fmt: skip
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    print(f"asv-gate: {commit[:10]}: interpolators from {where.stdout.strip() or where.stderr.strip()[-300:]}; "
+          f"load average {load:.2f} on {os.cpu_count()} CPUs (time ratios on a loaded machine are noise)", flush=True)  # fmt: skip
     subprocess.run(
         ["asv", "run", "--config", str(config), "--machine", MACHINE, "--environment", f"existing:{sys.executable}",
          "--set-commit-hash", commit, "--bench", BENCHMARKS, "--quick", "--show-stderr"],
