@@ -1,4 +1,5 @@
-"""What a run ran on: package versions, device, threads and the git commit, for ``meta.json``."""
+"""What a run ran on, for ``meta.json``: package versions, the device and the CPU's identity, threads, the native
+operators' build (compiler, flags, target, the CPU's vector extensions) and the git commit with its dirty flag."""
 
 from __future__ import annotations
 
@@ -12,9 +13,20 @@ from typing import Any
 
 import torch
 
-#: distributions whose versions every run records (``None`` when not installed)
-PACKAGES = ("torch", "torchvision", "kornia", "timm", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "triton")
+#: distributions whose versions every run records (``None`` when not installed): everything that computes, decodes
+#: (scikit-image, imageio and Pillow read the images), tests, builds (ninja), draws or runs (submitit) the numbers
+PACKAGES = (
+    "torch", "torchvision", "triton", "kornia", "timm", "numpy", "scipy", "pandas", "scikit-image", "imageio",
+    "pillow", "scikit-learn", "mlxtend", "matplotlib", "seaborn", "ninja", "submitit",
+)  # fmt: skip
 THIS_PACKAGE = "stn-interp-bench"
+#: run folders inside a checkout are outputs, not changes to the code: the dirty flag leaves them out
+OUTPUT_DIRS = ("runs",)
+#: how many changed paths ``git_state`` lists
+DIRTY_LISTED = 20
+#: the fields of ``/proc/cpuinfo`` that identify the processor
+CPUINFO_FIELDS = ("model name", "vendor_id", "cpu family", "model", "stepping", "microcode", "cache size",
+                  "cpu cores", "siblings", "hardware", "cpu implementer", "cpu part", "cpu variant", "cpu revision")
 
 
 def versions() -> dict[str, str | None]:
@@ -39,11 +51,87 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def parse_cpuinfo(text: str) -> dict[str, Any]:
+    """The first processor's :data:`CPUINFO_FIELDS` in ``/proc/cpuinfo`` text, its ``flags`` and the number of
+    logical processors listed.
+
+    >>> parse_cpuinfo("processor : 0\\nvendor_id : GenuineIntel\\nmodel : 85\\nflags : fpu avx2\\n\\nprocessor : 1\\n")
+    {'vendor_id': 'GenuineIntel', 'model': '85', 'flags': 'fpu avx2', 'logical_processors': 2}
+    """
+    info: dict[str, Any] = {}
+    processors = 0
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if not sep:
+            continue
+        if key == "processor":
+            processors += 1
+        elif key in (*CPUINFO_FIELDS, "flags", "features") and key not in info and value.strip():
+            info["flags" if key == "features" else key] = value.strip()
+    return info | {"logical_processors": processors}
+
+
+def cpu_info() -> dict[str, Any]:
+    """The processor's identity: model name, vendor, family, model, stepping, microcode, cache, cores, its flags
+    (instruction sets), the logical CPUs and those this process may use. Linux reads ``/proc/cpuinfo``; macOS
+    ``sysctl``; elsewhere ``platform``."""
+    info: dict[str, Any] = {}
+    try:
+        info = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        brand = _sysctl("machdep.cpu.brand_string")
+        if brand:
+            info = {"model name": brand, "flags": _sysctl("machdep.cpu.features") or ""}
+    info.setdefault("model name", platform.processor() or platform.machine() or "unknown")
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return info | {"machine": platform.machine(), "cpu_count": os.cpu_count(), "usable_cpus": usable}
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        done = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def native_build() -> dict[str, Any]:
+    """How the project's C++ operators are (or would be) built here: compiler, flags, target and the CPU's vector
+    extensions (:func:`interpolators._extension.build_info`), and whether they are loaded in this process.
+
+    Nothing is built to record this: when this process has not loaded them (the runner records before any cell
+    runs), ``state`` says whether a build of these sources, flags, torch and compiler is already in the cache
+    (cells load that one) or not (the first cell builds it).
+    """
+    from interpolators import _extension
+
+    info = _extension.build_info()
+    if info["loaded"]:
+        return info | {"state": "loaded in the recording process"}
+    if info["why_not"]:
+        return info | {"state": f"could not be loaded: {info['why_not']}"}
+    try:
+        directory = _extension.build_directory()
+    except RuntimeError as err:  # no compiler
+        return info | {"state": f"not loaded in the recording process, and no build is possible: {err}"}
+    library = directory / f"{_extension.LIBRARY_NAME}.so"
+    if library.exists():
+        return info | {"build": str(directory),
+                       "state": "not loaded in the recording process (not built to record it); this build is cached"}
+    return info | {"state": "not loaded in the recording process (not built to record it); no cached build: the "
+                            "first cell that uses the operators builds them with these flags"}  # fmt: skip
+
+
 def device_info(device: str) -> dict[str, Any]:
     """The device a run uses: its type, the CPU model, and the CUDA device's name and capability."""
     info: dict[str, Any] = {
         "type": device,
         "cpu": cpu_model(),
+        "cpu_info": cpu_info(),
         "platform": platform.platform(),
         "cuda_available": torch.cuda.is_available(),
     }
@@ -56,10 +144,12 @@ def device_info(device: str) -> dict[str, Any]:
 
 
 def git_state(path: Path | None = None) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``.
+    """``{"commit", "dirty", "changes"}`` of the git checkout holding ``path``.
 
-    ``path`` defaults to this package's folder; outside a checkout, or without
-    git, both are ``None``.
+    ``dirty`` counts modified, staged and untracked files alike (``git status --porcelain``, ignored files
+    excepted), but not the run folders under :data:`OUTPUT_DIRS`; ``changes`` lists up to :data:`DIRTY_LISTED`
+    of those paths as git prints them (``"?? new.py"``, ``" M bench/cli.py"``). ``path`` defaults to this
+    package's folder; outside a checkout, or without git, all three are ``None``.
     """
     path = Path(path or Path(__file__).resolve().parent)
 
@@ -74,9 +164,13 @@ def git_state(path: Path | None = None) -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
+        return {"commit": None, "dirty": None, "changes": None}
+    excluded = [f":(top,exclude){name}/" for name in OUTPUT_DIRS]
+    status = git("status", "--porcelain", "--untracked-files=all", "--", ":/", *excluded)
+    if status is None:
+        return {"commit": commit.strip(), "dirty": None, "changes": None}
+    changes = [line for line in status.splitlines() if line.strip()]
+    return {"commit": commit.strip(), "dirty": bool(changes), "changes": changes[:DIRTY_LISTED]}
 
 
 def determinism() -> dict[str, bool]:
@@ -116,5 +210,6 @@ def environment(device: str) -> dict[str, Any]:
         "device": device_info(device),
         "torch_threads": torch.get_num_threads(),
         **determinism(),
+        "native_operators": native_build(),
         "git": git_state(),
     }

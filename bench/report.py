@@ -712,6 +712,15 @@ def _kv_table(items: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def _native_summary(native: dict[str, Any] | None) -> str | None:
+    """One line of ``meta.json``'s native operators record: compiler, flags, the CPU's vector extensions, state."""
+    if not native:
+        return None
+    flags = " ".join(native.get("flags") or [])
+    vector = " ".join(native.get("cpu_vector_flags") or [])
+    return f"{native.get('compiler')}; {flags}; CPU: {vector}; {native.get('state')}"
+
+
 def _meta_html(meta: dict[str, Any]) -> str:
     env = meta.get("environment", {})
     git = env.get("git", {})
@@ -724,6 +733,8 @@ def _meta_html(meta: dict[str, Any]) -> str:
         "cpu": device.get("cpu"),
         "torch threads": env.get("torch_threads"),
         "git commit": (git.get("commit") or "unknown") + (" (dirty)" if git.get("dirty") else ""),
+        "uncommitted changes": " ".join(git.get("changes") or []) or None,
+        "native operators": _native_summary(env.get("native_operators")),
         "command": " ".join(meta.get("command") or []),
     }
     versions = {k: v if v is not None else "not installed" for k, v in env.get("versions", {}).items()}

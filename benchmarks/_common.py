@@ -7,6 +7,8 @@ in ``setup``, which asv reports as skipped rather than failed.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 import interpolators
@@ -18,6 +20,8 @@ except ImportError:
 
 #: threads every benchmark runs at (.ci/asv-smoke also exports OMP_NUM_THREADS=2)
 THREADS = 2
+#: the regression gate (.ci/asv_gate.py) sets this: benchmarks that sweep many configurations run a reduced set
+GATE = os.environ.get("STN_BENCH_ASV_GATE") == "1"
 #: every method the benchmarks track, built in or not yet
 METHODS = ["nearest", "bilinear", "bicubic", "lstn", "estn", "pyramid", "prefiltered"]
 

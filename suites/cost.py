@@ -20,9 +20,15 @@ Metrics per cell (rows ``metric, value, unit``; every row also carries ``threads
 - ``latency_forward_ms`` (inference: under ``torch.no_grad``, as Fig. 5 measures) and
   ``latency_forward_backward_ms`` (training: forward with autograd plus backward), medians, with
   ``latency_forward_iqr_ms`` / ``latency_forward_backward_iqr_ms``. CPU: ``torch.utils.benchmark``
-  (``blocked_autorange`` after a warm-up, at ``torch.get_num_threads()`` threads, recorded) on the CPU's
-  wall clock, never synchronizing a GPU that may be present; CUDA: CUDA events around blocks of plain calls,
-  synchronised, median and IQR over ``cuda_repeats`` blocks. Each latency row's ``timing`` column says which.
+  (``blocked_autorange`` after a warm-up, at least :data:`MIN_BLOCKS` blocks, at ``torch.get_num_threads()``
+  threads, recorded) on the CPU's wall clock, never synchronizing a GPU that may be present; CUDA: CUDA events
+  around blocks of plain calls, synchronised, median and IQR over ``cuda_repeats`` blocks. Each latency row's
+  ``timing`` column says how.
+- ``latency_warnings``: how many warnings the cell's timing raised (0: none), the column ``warning`` says them
+  (:func:`latency_warnings`): a latency whose IQR / median is above :data:`SPREAD_THRESHOLD`, a load average
+  above the CPU count, other processes busy on the CPUs the cell's threads needed. Beside it ``load_average``
+  (1-minute, at the end of the timing) and, on Linux, ``other_processes_cpus`` (CPUs the other processes used
+  on average while the cell timed), each with the column ``cpus`` (the CPUs this process may use).
 - ``latency_forward_vs_bilinear`` / ``latency_forward_backward_vs_bilinear``: the method's time over
   bilinear's (same padding and ``align_corners``, same tensors) timed in this process: on CPU
   :func:`latency_ratio` (alternating blocks, ``Profile.ratio_rounds`` rounds), on CUDA the two
@@ -43,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import statistics
 import timeit
 from collections.abc import Callable
@@ -72,6 +79,15 @@ ROTATION_DEG = 10.0
 WARMUP_CALLS = 3
 #: seconds of calls in each CUDA timing block
 CUDA_BLOCK_SECONDS = 0.01
+#: fewest timing blocks behind a CPU latency: its IQR is then a spread over blocks, never 0 from one block
+MIN_BLOCKS = 5
+#: IQR / median above which a latency gets a warning (torch.utils.benchmark's Measurement warns at the same 0.1)
+SPREAD_THRESHOLD = 0.1
+#: runnable threads (load average) above the CPU count, or other processes' CPUs above what a cell left them,
+#: beyond which the machine counts as loaded
+LOAD_MARGIN = 0.5
+#: CPUs another process must use during a cell's timing to be named in its warning
+BUSY_CPUS = 0.2
 #: the baseline every ratio is taken against
 BASELINE = "bilinear"
 #: accuracy metrics Fig. 5c can use, in order of preference (scale/rotation: alignment, fidelity)
@@ -136,6 +152,11 @@ METRICS = {
     "latency_forward_backward_vs_bilinear": Metric("forward + backward latency over bilinear's, same process", "x",
                                                    "lower", log=True),
     "peak_allocated_bytes": Metric("peak CUDA memory of forward + backward", "B", "lower", log=True),
+    "latency_warnings": Metric("timing warnings of the cell (large spread, loaded machine)", "warnings",
+                               doc=f"IQR / median above {SPREAD_THRESHOLD}, or a loaded machine: see the column "
+                                   "warning and the report's Timing section"),
+    "load_average": Metric("1-minute load average at the end of the cell's timing", "threads"),
+    "other_processes_cpus": Metric("CPUs other processes used while the cell timed", "CPUs"),
 }
 #: seconds per cell on a quiet 2-core CPU at the default profile (reports/default, before the native kernels)
 CELL_SECONDS = {"nearest": 0.6, "bilinear": 0.6, "bicubic": 0.6, "lstn": 1.2, "estn": 1.7}
@@ -487,26 +508,163 @@ def saved_tensor_bytes(fn: Callable[[], Any]) -> int:
     return sum(storages.values())
 
 
-def cpu_latency(fn: Callable[[], Any], min_run_time: float, threads: int) -> tuple[float, float]:
-    """``(median, IQR)`` seconds per call of ``fn`` (``torch.utils.benchmark``, ``threads`` threads, warmed up).
+#: the CPU clock of every CPU latency (module state, so a test can put a fake clock in its place)
+CLOCK: Callable[[], float] = timeit.default_timer
 
-    Timed by the CPU's wall clock (``timeit.default_timer``): torch's ``Timer`` otherwise synchronizes CUDA around
-    every measurement wherever a GPU is present, which would time a CPU cell with the GPU's queue in it.
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Seconds per call of one latency measurement: median and IQR over ``blocks`` timed blocks of ``number`` calls."""
+
+    median: float
+    iqr: float
+    blocks: int
+    number: int
+
+    @property
+    def spread(self) -> float:
+        """IQR over median (0 for a zero median): above :data:`SPREAD_THRESHOLD` the measurement is noisy."""
+        return self.iqr / self.median if self.median > 0 else 0.0
+
+
+def cpu_measurement(fn: Callable[[], Any], min_run_time: float, threads: int,
+                    min_blocks: int = MIN_BLOCKS) -> Latency:  # fmt: skip
+    """Time ``fn`` on the CPU: ``torch.utils.benchmark``'s ``blocked_autorange`` at ``threads`` threads after
+    :data:`WARMUP_CALLS` calls, topped up to ``min_blocks`` blocks (of the same calls per block) when one call is
+    too slow for ``min_run_time`` to hold that many, so the IQR is a spread over blocks and never 0 from one block.
+
+    Timed by the CPU's wall clock (:data:`CLOCK`): torch's ``Timer`` otherwise synchronizes CUDA around every
+    measurement wherever a GPU is present, which would time a CPU cell with the GPU's queue in it.
     """
     for _ in range(WARMUP_CALLS):
         fn()
-    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=timeit.default_timer)
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCK)
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return measurement.median, measurement.iqr
+    number, times = measurement.number_per_run, list(measurement.raw_times)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        while len(times) < min_blocks:
+            start = CLOCK()
+            for _ in range(number):
+                fn()
+            times.append(CLOCK() - start)
+    finally:
+        torch.set_num_threads(previous)
+    merged = benchmark.Measurement(number_per_run=number, raw_times=times, task_spec=measurement.task_spec)
+    return Latency(merged.median, merged.iqr, len(times), number)
+
+
+def cpu_latency(fn: Callable[[], Any], min_run_time: float, threads: int) -> tuple[float, float]:
+    """``(median, IQR)`` seconds per call of ``fn``: :func:`cpu_measurement`."""
+    latency = cpu_measurement(fn, min_run_time, threads)
+    return latency.median, latency.iqr
 
 
 def timing_note(device: torch.device, profile: Profile, threads: int) -> str:
     """What a latency row of a cell on ``device`` timed, for its ``timing`` column."""
     if device.type == "cuda":
         return (f"CUDA events around blocks of plain calls (about {CUDA_BLOCK_SECONDS * 1e3:.0f} ms each, no CUDA "
-                f"graph), synchronized; median and IQR of the per-call time over {profile.cuda_repeats} blocks")  # fmt: skip
-    return (f"CPU wall clock (torch.utils.benchmark blocked_autorange, {profile.min_run_time} s, no CUDA "
-            f"synchronization), {threads} threads; median and IQR over its blocks")  # fmt: skip
+                f"graph), synchronized, after {WARMUP_CALLS} warm-up calls; median and IQR of the per-call time over "
+                f"{profile.cuda_repeats} blocks")  # fmt: skip
+    return (f"CPU wall clock (torch.utils.benchmark blocked_autorange, {profile.min_run_time} s and at least "
+            f"{MIN_BLOCKS} blocks, after {WARMUP_CALLS} warm-up calls, no CUDA synchronization), {threads} threads; "
+            "median and IQR over its blocks")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Is the timing to be trusted: spread and machine load
+
+
+def _process_cpu_ticks() -> dict[int, tuple[str, int]]:
+    """``{pid: (name, user + system clock ticks)}`` of every other process (Linux ``/proc``; ``{}`` elsewhere)."""
+    ticks: dict[int, tuple[str, int]] = {}
+    own = os.getpid()
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit() and int(e) != own]
+    except OSError:
+        return ticks
+    for entry in entries:
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        name, _, rest = text.partition("(")[2].rpartition(")")
+        fields = rest.split()
+        if len(fields) > 12:
+            ticks[int(entry)] = (name, int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15 of stat)
+    return ticks
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadWatch:
+    """Other processes' CPU time between :meth:`start` and :meth:`stop` (Linux), and the load average at the end."""
+
+    ticks: dict[int, tuple[str, int]]
+    started: float
+
+    @classmethod
+    def start(cls) -> LoadWatch:
+        return cls(_process_cpu_ticks(), CLOCK())
+
+    def stop(self, threads: int) -> MachineLoad:
+        seconds = max(CLOCK() - self.started, 1e-9)
+        after = _process_cpu_ticks()
+        per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        used = {pid: (name, (n - self.ticks.get(pid, (name, 0))[1]) / per_second / seconds)
+                for pid, (name, n) in after.items()}  # fmt: skip
+        busy = tuple(f"{name} ({pid}, {cpus:.1f} CPUs)"
+                     for pid, (name, cpus) in sorted(used.items(), key=lambda item: -item[1][1]) if cpus >= BUSY_CPUS)  # fmt: skip
+        others = sum(max(cpus, 0.0) for _, cpus in used.values()) if after else None
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on this platform
+            load = None
+        return MachineLoad(load, usable_cpus(), threads, others, busy)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the platform says, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineLoad:
+    """How busy the machine was while a cell timed.
+
+    ``load_average``: the 1-minute load average (runnable threads, this process's own included) at the end;
+    ``others_cpus``: CPUs the other processes kept busy on average during the timing (``None`` without ``/proc``);
+    ``busy``: those that used at least :data:`BUSY_CPUS` each, by name.
+    """
+
+    load_average: float | None
+    cpus: int
+    threads: int
+    others_cpus: float | None
+    busy: tuple[str, ...] = ()
+
+    def warnings(self) -> list[str]:
+        """Why the machine counts as loaded: more runnable threads than CPUs (by more than :data:`LOAD_MARGIN`), or
+        other processes using more CPUs than the ``cpus - threads`` this cell left them (by the same margin)."""
+        out = []
+        if self.load_average is not None and self.load_average > self.cpus + LOAD_MARGIN:
+            out.append(f"loaded machine: 1-minute load average {self.load_average:.2f} on {self.cpus} CPUs")
+        if self.others_cpus is not None and self.others_cpus > self.cpus - self.threads + LOAD_MARGIN:
+            named = f": {', '.join(self.busy[:3])}" if self.busy else ""
+            out.append(f"other processes used {self.others_cpus:.1f} of {self.cpus} CPUs while {self.threads} "
+                       f"threads timed{named}")  # fmt: skip
+        return out
+
+
+def latency_warnings(latencies: dict[str, Latency], load: MachineLoad) -> list[str]:
+    """The warnings of one cell's timing: each latency whose IQR / median is above :data:`SPREAD_THRESHOLD`, then
+    the machine's load (:meth:`MachineLoad.warnings`)."""
+    out = [f"{metric}: IQR/median {latency.spread:.2f} over {latency.blocks} blocks (above {SPREAD_THRESHOLD})"
+           for metric, latency in latencies.items() if latency.spread > SPREAD_THRESHOLD]  # fmt: skip
+    return out + load.warnings()
 
 
 def latency_ratio(
@@ -523,8 +681,8 @@ def latency_ratio(
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
-def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """``(median, IQR)`` seconds per call of ``fn`` by CUDA events, synchronised, after a warm-up.
+def cuda_measurement(fn: Callable[[], Any], repeats: int) -> Latency:
+    """Seconds per call of ``fn`` by CUDA events, synchronised, after a warm-up.
 
     Each of ``repeats`` measurements times a block of plain calls (what a training step launches, Python and launch
     overhead included: batch-1 calls are launch-bound) sized to last about :data:`CUDA_BLOCK_SECONDS`.
@@ -545,7 +703,13 @@ def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     number = max(1, min(1000, int(CUDA_BLOCK_SECONDS / max(block(1), 1e-6))))
     times = [block(number) for _ in range(repeats)]
     q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
-    return median, q3 - q1
+    return Latency(median, q3 - q1, len(times), number)
+
+
+def cuda_latency(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """``(median, IQR)`` seconds per call of ``fn`` by CUDA events: :func:`cuda_measurement`."""
+    latency = cuda_measurement(fn, repeats)
+    return latency.median, latency.iqr
 
 
 def cuda_peak_bytes(fn: Callable[[], Any], device: torch.device) -> int:
@@ -639,17 +803,26 @@ class CostSuite(Suite):
         row("saved_for_backward_bytes", saved_tensor_bytes(forward), "B")
 
         timing = timing_note(device, profile, threads)
+        watch, latencies = LoadWatch.start(), {}
         for metric, fn in (("latency_forward", inference), ("latency_forward_backward", forward_backward)):
             beside = lambda fn=fn: fn(baseline)  # noqa: E731  bilinear on the same tensors, in this process
             if device.type == "cuda":
-                median, iqr = cuda_latency(fn, profile.cuda_repeats)
-                ratio = median / cuda_latency(beside, profile.cuda_repeats)[0]
+                latency = cuda_measurement(fn, profile.cuda_repeats)
+                ratio = latency.median / cuda_measurement(beside, profile.cuda_repeats).median
             else:
-                median, iqr = cpu_latency(fn, profile.min_run_time, threads)
+                latency = cpu_measurement(fn, profile.min_run_time, threads)
                 ratio, _, _ = latency_ratio(fn, beside, profile.min_run_time, threads, rounds=profile.ratio_rounds)
-            row(f"{metric}_ms", median * 1e3, "ms", timing=timing)
-            row(f"{metric}_iqr_ms", iqr * 1e3, "ms", timing=timing)
+            latencies[metric] = latency
+            row(f"{metric}_ms", latency.median * 1e3, "ms", timing=timing)
+            row(f"{metric}_iqr_ms", latency.iqr * 1e3, "ms", timing=timing)
             row(f"{metric}_vs_{BASELINE}", ratio, "x", timing=timing)
+        load = watch.stop(threads)
+        if load.load_average is not None:
+            row("load_average", load.load_average, "threads", cpus=load.cpus)
+        if load.others_cpus is not None:
+            row("other_processes_cpus", load.others_cpus, "CPUs", cpus=load.cpus)
+        warnings = latency_warnings(latencies, load)
+        row("latency_warnings", len(warnings), "warnings", warning="; ".join(warnings))
         if device.type == "cuda":
             row("peak_allocated_bytes", cuda_peak_bytes(forward_backward, device), "B")
         return rows
@@ -665,6 +838,7 @@ class CostSuite(Suite):
         if cost.empty:
             return []
         return [
+            Section("Timing", timing_section(cost)),
             Section("Cost relative to bilinear", ratio_section(cost)),
             Section("Latency vs accuracy (Fig. 5c)", latency_accuracy_section(cost, results,
                                                                               data.linked.get("accuracy_from"))),
@@ -728,6 +902,34 @@ def ratio_section(cost: pd.DataFrame) -> tuple[Note | Table, ...]:
         listed = names.groupby(uncounted["interpolator"]).agg(lambda lists: " ".join(sorted(set().union(*lists))))
         items.append(Table(listed.to_frame("ops"), caption="Ops that ran without a FLOP formula (counted as zero)."))
     return tuple(items)
+
+
+#: the columns that name a cell in the timing warnings' table
+_CELL_COLUMNS = ["interpolator", "size", "batch", "channels", "device", "seed"]
+
+
+def timing_section(cost: pd.DataFrame) -> tuple[Note | Table, ...]:
+    """How the latencies were timed (the rows' ``timing`` column) and the cells whose timing raised warnings."""
+    items: list[Note | Table] = []
+    hows = sorted(cost["timing"].dropna().astype(str).unique()) if "timing" in cost else []
+    items += [Note(f"Latency timing: {how}.") for how in hows] or [Note("No latency rows in this run.")]
+    rules = (f"A cell's timing warns when a latency's IQR / median is above {SPREAD_THRESHOLD}, when the 1-minute "
+             f"load average exceeds the CPUs by more than {LOAD_MARGIN}, or when other processes used more than the "
+             f"CPUs the cell's threads left them (by {LOAD_MARGIN} CPUs): such latencies and ratios measure the "
+             "machine's load as much as the method.")  # fmt: skip
+    flagged = cost[cost["metric"] == "latency_warnings"]
+    if flagged.empty:
+        return (*items, Note(f"{rules} This run's cells predate the timing warnings (no latency_warnings rows)."))
+    counted = pd.to_numeric(flagged["value"], errors="coerce").fillna(0)
+    flagged = flagged[counted > 0]
+    cells = len(counted)
+    if flagged.empty:
+        return (*items, Note(f"{rules} No cell of the {cells} warned."))
+    columns = [c for c in _CELL_COLUMNS if c in flagged] + ["warning"]
+    table = flagged.reindex(columns=columns).reset_index(drop=True)
+    return (*items, Note(f"{rules} {len(flagged)} of the {cells} cells warned: rerun them on a quiet machine, "
+                         "or with fewer threads than CPUs (OMP_NUM_THREADS)."),
+            Table(table, caption="Cells whose timing warned, and why."))
 
 
 def accuracy_by_interpolator(results: pd.DataFrame) -> tuple[str, pd.Series] | None:

@@ -106,7 +106,7 @@ class TestRun:
         assert env["device"]["cpu"] and env["torch_threads"] == torch.get_num_threads()
         assert env["deterministic_algorithms"] is torch.are_deterministic_algorithms_enabled() is False
         assert env["deterministic_warn_only"] is False
-        assert set(env["git"]) == {"commit", "dirty"}
+        assert set(env["git"]) == {"commit", "dirty", "changes"}
         assert meta["started"] <= meta["finished"] and meta["suites"]["fake"]["x_param"] == "level"
         assert meta["command"][:4] == ["python", "-m", "bench", "run"]
 

@@ -7,8 +7,11 @@ count every arithmetic operation they take part in; each reference is checked ag
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import timeit
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -433,8 +436,8 @@ class TestRunCell:
             "flops_forward", "flops_forward_backward", "analytic_flops_forward", "uncounted_ops",
             "saved_for_backward_bytes", "latency_forward_ms", "latency_forward_iqr_ms",
             "latency_forward_backward_ms", "latency_forward_backward_iqr_ms",
-            "latency_forward_vs_bilinear", "latency_forward_backward_vs_bilinear",
-        }
+            "latency_forward_vs_bilinear", "latency_forward_backward_vs_bilinear", "latency_warnings", "load_average",
+        } | ({"other_processes_cpus"} if Path("/proc/self/stat").exists() else set())
         assert all(math.isfinite(r["value"]) and r["unit"] and r["threads"] == torch.get_num_threads() for r in rows)
         assert values["flops_forward"] == values["analytic_flops_forward"] == 28 * 28 * 23
         assert values["flops_forward_backward"] == 28 * 28 * (23 + 40)
@@ -442,8 +445,22 @@ class TestRunCell:
         # input (1, 1, 28, 28) and grid (1, 28, 28, 2), float32
         assert values["saved_for_backward_bytes"] == (28 * 28 + 28 * 28 * 2) * 4
         assert values["latency_forward_ms"] > 0 and values["latency_forward_backward_ms"] > 0
-        timing = {r["timing"] for r in rows if r["metric"].startswith("latency_")}
+        timing = {r["timing"] for r in rows if r["metric"].startswith("latency_f")}
         assert len(timing) == 1 and "CPU wall clock" in timing.pop()
+        (warned,) = [r for r in rows if r["metric"] == "latency_warnings"]
+        assert warned["value"] == len(warned["warning"].split("; ")) if warned["warning"] else warned["value"] == 0
+
+    def test_loaded_machine_warns_in_the_rows(self, tmp_path, monkeypatch):
+        """A load average far above the CPUs (faked) gives the cell a warning that says so, whatever the timing."""
+        from suites import cost
+
+        monkeypatch.setattr(cost.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+        suite, config = CostSuite(), _config()
+        cell = next(c for c in suite.cells(config) if c.interpolator == "bilinear" and c.params["size"] == 28)
+        rows = {r["metric"]: r for r in suite.run_cell(cell, config, tmp_path)}
+        assert rows["load_average"]["value"] == 64.0 and rows["load_average"]["cpus"] == cost.usable_cpus()
+        assert rows["latency_warnings"]["value"] >= 1
+        assert f"load average 64.00 on {cost.usable_cpus()} CPUs" in rows["latency_warnings"]["warning"]
 
 
 class TestTimers:
@@ -465,12 +482,98 @@ class TestTimers:
         assert timers == [timeit.default_timer] and not synchronized
 
     def test_timing_notes_say_what_was_timed(self):
-        from suites.cost import timing_note
+        from suites.cost import MIN_BLOCKS, WARMUP_CALLS, timing_note
 
         profile = PROFILES["default"]
         cuda = timing_note(torch.device("cuda"), profile, 2)
         assert "CUDA events" in cuda and "no CUDA graph" in cuda and f"{profile.cuda_repeats} blocks" in cuda
-        assert "no CUDA synchronization" in timing_note(torch.device("cpu"), profile, 2)
+        cpu = timing_note(torch.device("cpu"), profile, 3)
+        assert "no CUDA synchronization" in cpu and "blocked_autorange" in cpu and "3 threads" in cpu
+        assert f"at least {MIN_BLOCKS} blocks" in cpu and f"{WARMUP_CALLS} warm-up calls" in cpu
+
+
+class FakeClock:
+    """A clock that only the fake callable moves: each call of it takes the next of ``durations`` (cycled)."""
+
+    def __init__(self, *durations: float) -> None:
+        self.now, self.durations, self.calls = 0.0, durations, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self) -> None:
+        self.now += self.durations[self.calls % len(self.durations)]
+        self.calls += 1
+
+
+class TestTimingTruth:
+    """Repeated blocks with their real spread, and warnings for a noisy measurement or a loaded machine (faked)."""
+
+    def test_a_slow_call_still_gets_several_blocks_and_its_spread(self, monkeypatch):
+        from suites import cost
+
+        clock = FakeClock(0.1, 0.3)  # 100 or 300 ms a call: one block would fill min_run_time
+        monkeypatch.setattr(cost, "CLOCK", clock)
+        latency = cost.cpu_measurement(clock.work, min_run_time=0.05, threads=1)
+        assert latency.blocks == cost.MIN_BLOCKS and latency.number == 1
+        assert min(abs(latency.median - 0.1), abs(latency.median - 0.3)) < 1e-9 and latency.iqr == pytest.approx(0.2)
+        assert latency.spread > cost.SPREAD_THRESHOLD
+        (warning,) = cost.latency_warnings({"latency_forward": latency}, _load(cost))
+        assert warning.startswith("latency_forward: IQR/median") and f"{cost.MIN_BLOCKS} blocks" in warning
+
+    def test_a_steady_call_has_no_spread_and_no_warning(self, monkeypatch):
+        from suites import cost
+
+        clock = FakeClock(0.001)
+        monkeypatch.setattr(cost, "CLOCK", clock)
+        latency = cost.cpu_measurement(clock.work, min_run_time=0.05, threads=1)
+        assert latency.blocks >= cost.MIN_BLOCKS and latency.median == pytest.approx(0.001) and latency.iqr == 0
+        assert cost.latency_warnings({"latency_forward": latency}, _load(cost)) == []
+
+    def test_load_average_above_the_cpus_warns(self, monkeypatch):
+        from suites import cost
+
+        monkeypatch.setattr(cost, "usable_cpus", lambda: 2)
+        monkeypatch.setattr(cost, "_process_cpu_ticks", dict)  # no /proc: the load average alone decides
+        for load, warns in ((1.9, False), (2.0 + cost.LOAD_MARGIN + 0.1, True)):
+            monkeypatch.setattr(cost.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+            found = cost.LoadWatch.start().stop(threads=2)
+            assert found.others_cpus is None and found.load_average == load
+            assert bool(found.warnings()) == warns
+        assert "1-minute load average 2.60 on 2 CPUs" in found.warnings()[0]
+
+    def test_other_busy_processes_are_named(self, monkeypatch):
+        from suites import cost
+
+        clock = FakeClock(10.0)
+        tick = os.sysconf("SC_CLK_TCK")
+        snapshots = iter([{7: ("spinner", 0), 8: ("idle", 5)},
+                          {7: ("spinner", int(1.8 * 10 * tick)), 8: ("idle", 5), 9: ("newcomer", 0)}])
+        monkeypatch.setattr(cost, "CLOCK", clock)
+        monkeypatch.setattr(cost, "usable_cpus", lambda: 2)
+        monkeypatch.setattr(cost.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # the load average alone: quiet
+        monkeypatch.setattr(cost, "_process_cpu_ticks", lambda: next(snapshots))
+        watch = cost.LoadWatch.start()
+        clock.work()  # the cell times for 10 s while "spinner" uses 1.8 CPUs of the 1 its single thread left free
+        found = watch.stop(threads=1)
+        assert found.others_cpus == pytest.approx(1.8) and found.busy == ("spinner (7, 1.8 CPUs)",)
+        (warning,) = found.warnings()
+        assert warning == "other processes used 1.8 of 2 CPUs while 1 threads timed: spinner (7, 1.8 CPUs)"
+        assert dataclasses.replace(found, threads=0).warnings() == []  # 1.8 of the 2 left free: not above
+
+    def test_the_real_proc_sees_other_processes(self):
+        from suites import cost
+
+        if not Path("/proc/self/stat").exists():
+            pytest.skip("no /proc on this platform: other_processes_cpus is not recorded")
+        ticks = cost._process_cpu_ticks()
+        assert os.getpid() not in ticks and ticks and all(n >= 0 for _, n in ticks.values())
+        assert os.getppid() in ticks  # pytest's parent (a shell, a runner) is another process
+
+
+def _load(cost, **changes):
+    """A quiet machine's :class:`suites.cost.MachineLoad` (2 CPUs, 1 thread), with ``changes``."""
+    return dataclasses.replace(cost.MachineLoad(load_average=0.5, cpus=2, threads=1, others_cpus=0.0), **changes)
 
 
 def _cost_frame():
@@ -535,6 +638,27 @@ class TestReport:
         (figure,) = _sections(_cost_frame(), linked={"accuracy_from": previous})["Latency vs accuracy (Fig. 5c)"].items
         assert "psnr" in figure.caption and "accuracy_from" in figure.caption
         assert sorted(figure.panels[0][0].points) == [("bilinear", 2.0, 25.0), ("lstn", 6.0, 27.0)]
+
+    def test_timing_section_says_how_and_lists_the_cells_that_warned(self):
+        frame = _cost_frame().assign(timing="CPU wall clock (blocked_autorange), 2 threads")
+        warned = [{"suite": "cost", "interpolator": name, "size": 28, "batch": 1, "channels": 1, "device": "cpu",
+                   "seed": 0, "metric": "latency_warnings", "value": float(bool(text)), "unit": "warnings",
+                   "warning": text}
+                  for name, text in (("bilinear", ""), ("lstn", "loaded machine: 1-minute load average 5.00 on 2 CPUs"))]
+        items = _sections(pd.concat([frame, pd.DataFrame(warned)]))["Timing"].items
+        notes = " ".join(item.text for item in items if isinstance(item, Note))
+        assert "Latency timing: CPU wall clock (blocked_autorange), 2 threads." in notes
+        assert "1 of the 2 cells warned" in notes
+        (table,) = [item for item in items if isinstance(item, Table)]
+        assert table.frame["interpolator"].tolist() == ["lstn"] and "load average 5.00" in table.frame["warning"][0]
+
+    def test_timing_section_without_warnings(self):
+        frame = _cost_frame()
+        quiet = frame[frame["metric"] == "flops_forward"].assign(metric="latency_warnings", value=0.0, warning="")
+        items = _sections(pd.concat([frame, quiet]))["Timing"].items
+        assert not any(isinstance(item, Table) for item in items)
+        assert "No cell of the 2 warned" in items[-1].text
+        (old,) = [i for i in _sections(frame)["Timing"].items if "predate" in i.text]  # a run from before them
 
     def test_options_change_the_grid(self):
         config = _config().__class__(suites=("cost",), interpolators={"bilinear": {}}, profile="quick",
