@@ -535,25 +535,25 @@ class TestRunLock:
         last = store.cell_path(records[-1].key)
         saved = last.read_bytes()
         last.unlink()  # the run has not finished its last cell yet
-        read, release = threading.Event(), threading.Event()
-        real_write_report = bench.report.write_report
+        rendered, release = threading.Event(), threading.Event()
+        real_write = bench.report.atomic_write_text
 
-        def slow_write_report(store_, results):
+        def slow_write(path, text):
             if threading.current_thread().name == "late report":
-                read.set()  # it has read the cells (write_tables ran)
+                rendered.set()  # it has read the cells and rendered the report: only the write is left
                 assert release.wait(30)
-            return real_write_report(store_, results)
+            return real_write(path, text)
 
-        monkeypatch.setattr(bench.report, "write_report", slow_write_report)
+        monkeypatch.setattr(bench.report, "atomic_write_text", slow_write)
         late = threading.Thread(target=write_outputs, args=(RunStore(store.root),), name="late report")
         late.start()
-        assert read.wait(30)
+        assert rendered.wait(30)
         last.write_bytes(saved)  # the run stores its last cell and rebuilds its outputs
         final = threading.Thread(target=write_outputs, args=(RunStore(store.root),), name="the run")
         final.start()
-        final.join(0.5)
+        final.join(1.0)  # without the lock it has long finished here
         release.set()
         late.join(30)
         final.join(30)
-        assert len(pd.read_csv(store.root / "results.csv")) == len(records)  # the final rebuild came last
-        assert f"{len(records)} OK" in (store.root / "report.html").read_text()
+        assert len(pd.read_csv(store.root / "results.csv")) == len(records)
+        assert f"{len(records)} OK" in (store.root / "report.html").read_text()  # the final rebuild came last
