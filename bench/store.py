@@ -636,7 +636,8 @@ class RunStore:
         """Move each of ``bad`` (and its ``.npz``) to ``cells/set-aside/``, beside a ``.reason.txt``; returns the
         new paths. Only the run's writer (holding :attr:`lock`) should call this."""
         folder = self.cells_dir / SET_ASIDE_DIR
-        folder.mkdir(exist_ok=True)
+        if bad:
+            folder.mkdir(exist_ok=True)
         moved = []
         for item in bad:
             target = folder / item.path.name
