@@ -415,14 +415,16 @@ def check_inputs(store: RunStore, config: RunConfig, plan: Plan, what: str = "re
     a run that recorded none (made before they were) is resumed with a warning on stderr.
     """
     recorded = store.read_meta().get("inputs")
-    if recorded is None:
-        print(f"warning: {store.root}/meta.json records no image hashes (an older run): its images cannot be "
-              "checked against the ones it was begun with", file=sys.stderr)
-        return
     try:
-        changes = input_changes(recorded, image_inputs(config, plan))
+        current = image_inputs(config, plan)
     except (OSError, ValueError) as err:
         raise UsageError(f"{what} {store.root}: cannot read the run's images again: {err}") from None
+    if recorded is None:
+        if current["images"] or current["builtin_images"]:
+            print(f"warning: {store.root}/meta.json records no image hashes (an older run): its images cannot be "
+                  "checked against the ones it was begun with", file=sys.stderr)
+        return
+    changes = input_changes(recorded, current)
     if changes:
         listed = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
         raise UsageError(f"{what} {store.root}: the images differ from the ones the run began with: {listed}. "
