@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ import torch
 
 import interpolators
 import suites
-from bench.runner import Outcome, Plan, execute, make_plan, new_meta, write_outputs
-from bench.store import NotARunError, RunStore, summarize
+from bench.runner import Outcome, Plan, execute, image_inputs, input_changes, make_plan, new_meta, write_outputs
+from bench.store import NotARunError, RunStore, out_problem, shorten, summarize
 from suites.base import Option, RunConfig
 
 #: the options several suites share, each with its own command-line flag (``--images``, ...)
@@ -53,6 +54,8 @@ SHARED_OPTIONS: dict[str, Option] = {
     "accuracy_from": Option("run", "a run whose accuracy results the cost suite joins with"),
 }
 PROFILE_NAMES = ("quick", "default", "full")
+#: the most seeds per cell group (``--seeds``): more would only grow the plan, never the evidence per cell
+MAX_SEEDS = 1000
 
 
 class UsageError(ValueError):
@@ -150,6 +153,17 @@ def resolve_device(device: str, what: str = "device") -> str:
     return device
 
 
+def check_seeds(seeds: Any, what: str = "seeds") -> int | None:
+    """``seeds`` (``None``: each suite's own) checked: an integer from 1 to :data:`MAX_SEEDS`."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"{what}: expected a positive integer, got {shorten(repr(seeds))}")
+    if seeds > MAX_SEEDS:
+        raise UsageError(f"{what}: expected at most {MAX_SEEDS} seeds, got {shorten(str(seeds))}")
+    return seeds
+
+
 def check_option(option: Option, value: Any, where: str) -> Any:
     """``value`` checked against ``option`` (a ``run`` must be a run folder); raises :class:`UsageError`."""
     try:
@@ -220,8 +234,7 @@ def make_config(
     chosen = check_hparams(hparams, resolve_interpolators(interpolators))
     if profile not in PROFILE_NAMES:
         raise UsageError(f"profile: expected one of {list(PROFILE_NAMES)}, got {profile!r}")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise UsageError(f"seeds: expected a positive integer, got {seeds!r}")
+    seeds = check_seeds(seeds)
     shared = {k: v for k, v in options.items() if k in SHARED_OPTIONS}
     per_suite = {k: v for k, v in options.items() if k not in SHARED_OPTIONS}
     return RunConfig(
@@ -349,11 +362,18 @@ class Run:
 
 
 def load(run_dir: str | Path) -> Run:
-    """The run in ``run_dir``; raises :class:`UsageError` if it is not a run folder."""
+    """The run in ``run_dir``; raises :class:`UsageError` if it is not a run folder.
+
+    Cell files that cannot be used (unreadable, foreign, non-finite: :meth:`RunStore.scan_cells`)
+    are left out of every table, each named in a ``UserWarning``.
+    """
     try:
-        return Run(RunStore.open(run_dir))
+        store = RunStore.open(run_dir)
     except NotARunError as err:
         raise UsageError(f"run_dir: {err}") from None
+    for item in store.bad_cells():
+        warnings.warn(f"{store.root}: {item.name} is left out: {item.reason}", UserWarning, stacklevel=2)
+    return Run(store)
 
 
 def default_out(config: RunConfig, label: str | None = None, runs_dir: Path = Path("runs")) -> Path:
@@ -371,25 +391,61 @@ def default_out(config: RunConfig, label: str | None = None, runs_dir: Path = Pa
 
 
 def check_out(out: str | Path, what: str = "out") -> Path:
-    path = Path(out)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UsageError(
-            f"{what} {out}: already exists and is not an empty folder; "
-            f"finish that run with --resume {out} or choose another folder"
-        )
-    return path
+    """``out`` as a new run folder's path, checked (:func:`bench.store.out_problem`); raises :class:`UsageError`.
+
+    It may be absent or an empty folder (or one a run killed while it was being made left:
+    :func:`bench.store.is_unused`); under a file, on a read-only file system, unwritable or too
+    long a path is refused, naming the problem.
+    """
+    path = Path(out).expanduser()
+    problem = out_problem(path)
+    if problem is None:
+        return path
+    hint = ""
+    if problem.startswith("already exists"):
+        hint = (f"; finish that run with --resume {out} or choose another folder" if RunStore.is_run(path)
+                else "; choose another folder")
+    raise UsageError(f"{what} {shorten(str(out))}: {problem}{hint}")
+
+
+def check_inputs(store: RunStore, config: RunConfig, plan: Plan, what: str = "resume") -> None:
+    """Refuse to resume ``store`` when an image it read changed, was added or was removed since it began.
+
+    Compares the hashes ``meta.json`` recorded (:func:`bench.runner.image_inputs`) with the files now;
+    a run that recorded none (made before they were) is resumed with a warning on stderr.
+    """
+    recorded = store.read_meta().get("inputs")
+    try:
+        current = image_inputs(config, plan)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{what} {store.root}: cannot read the run's images again: {err}") from None
+    if recorded is None:
+        if current["images"] or current["builtin_images"]:
+            print(f"warning: {store.root}/meta.json records no image hashes (an older run): its images cannot be "
+                  "checked against the ones it was begun with", file=sys.stderr)
+        return
+    changes = input_changes(recorded, current)
+    if changes:
+        listed = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
+        raise UsageError(f"{what} {store.root}: the images differ from the ones the run began with: {listed}. "
+                         "Its cells would mix two sets of images: put the images back, or start a new run")
 
 
 def execute_config(config: RunConfig, out: str | Path, *, plan: Plan | None = None, progress: bool = False,
                    command: list[str] | None = None, store: RunStore | None = None, executor: Any = None,
-                   skip_failed: bool = False) -> Run:
+                   skip_failed: bool = False, what: str = "out") -> Run:
     """Run ``config``'s cells into ``out`` (a new run, or ``store`` to resume); the one path of the API and the CLI.
 
-    ``executor`` and ``skip_failed`` are :func:`bench.runner.execute`'s (default: inline, every cell not stored OK).
+    ``executor`` and ``skip_failed`` are :func:`bench.runner.execute`'s (default: inline, every cell not stored OK);
+    ``what`` names ``out`` in messages. Raises :class:`bench.store.RunLockedError` when another process writes the run.
     """
     plan = plan or plan_for(config)
     if store is None:
-        store = RunStore.create(check_out(out), new_meta(config, plan, command))
+        path = check_out(out, what)
+        try:
+            store = RunStore.create(path, new_meta(config, plan, command))
+        except OSError as err:  # a folder made meanwhile, a disk that filled up, a file system gone read-only
+            raise UsageError(f"{what} {shorten(str(out))}: cannot make the run folder: {err}") from None
     print(f"run folder: {store.root}", file=sys.stderr)
     outcome = execute(store, config, plan, progress=progress, command=command, executor=executor,
                       skip_failed=skip_failed)

@@ -38,7 +38,7 @@ from bench.executors import EXECUTORS, make_executor, parse_executor_options
 from bench.report import suite_spec
 from bench.runner import EXIT_INTERRUPTED, write_outputs
 from bench.stats import ALPHA, PAIRED, REPLICATE_COLUMNS, WELCH, compare_groups, format_p, unit_values
-from bench.store import REPORT_FILE, RunStore
+from bench.store import REPORT_FILE, BadCellFile, RunLockedError, RunStore
 from suites.base import RunConfig
 
 if sys.version_info >= (3, 11):
@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", metavar="FILE.toml", help="read the run's config from a TOML file (flags win)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default auto: cuda when available, else cpu")
-    run.add_argument("--seeds", type=_positive_int, metavar="N", help="seeds per cell group (default: the suite's)")
+    run.add_argument("--seeds", type=_positive_int, metavar="N",
+                     help=f"seeds per cell group (default: the suite's; at most {api.MAX_SEEDS})")
     profile = run.add_mutually_exclusive_group()
     profile.add_argument(
         "--quick", dest="profile", action="store_const", const="quick", help="small grids, for a first look"
@@ -330,8 +331,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     if profile not in api.PROFILE_NAMES:
         raise UsageError(f"{where} profile: expected one of {list(api.PROFILE_NAMES)}, got {profile!r}")
     seeds = args.seeds if args.seeds is not None else file.get("seeds", base.seeds if base is not None else None)
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise UsageError(f"{where} seeds: expected a positive integer, got {seeds!r}")
+    api.check_seeds(seeds, what="--seeds" if args.seeds is not None else f"{where} seeds".strip())
 
     flags = {key: getattr(args, key) for key in SHARED_OPTIONS}
     options = dict(base.options) if base is not None else {}
@@ -408,16 +408,21 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         out = store.root
     else:
         config = config_from_args(args)
-        out = api.check_out(args.out, "--out") if args.out is not None else default_out(args, config)
+        out = api.check_out(args.out if args.out is not None else default_out(args, config), "--out")
     plan = api.plan_for(config)
+    if store is not None:
+        api.check_inputs(store, config, plan, what="--resume")
     if args.dry_run:
-        done = {k for k, r in store.read_cells().items() if r.ok} if store is not None else set()
+        if store is not None:
+            records, bad = store.scan_cells()
+            _say_unusable(bad, "the run sets it aside and runs its cell again")
+        done = {k for k, r in records.items() if r.ok} if store is not None else set()
         print(f"dry run (nothing is written): {'resume' if store else 'new run'} in {out}")
         print(api.describe_plan(plan, config, done))
         return 0
     progress = not args.no_progress and sys.stderr.isatty()
     run = api.execute_config(config, out, plan=plan, progress=progress, command=["python", "-m", "bench", *argv],
-                             store=store, executor=executor, skip_failed=args.skip_failed)
+                             store=store, executor=executor, skip_failed=args.skip_failed, what="--out")
     outcome = run.outcome
     print(
         f"{outcome.ran} cell(s) run, {outcome.failed} failed; report: {run.root / REPORT_FILE}",
@@ -436,9 +441,15 @@ def _open_run(path: str, what: str) -> RunStore:
         raise UsageError(f"{what}: {err}") from None
 
 
+def _say_unusable(bad: list[BadCellFile], then: str) -> None:
+    for item in bad:
+        print(f"warning: {item.name} is left out: {item.reason}; {then}", file=sys.stderr)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     store = _open_run(args.run_dir, "RUN_DIR")
     ok = write_outputs(store)
+    _say_unusable(store.bad_cells(), f"python -m bench run --resume {store.root} sets it aside and runs its cell again")
     print(f"report: {store.root / REPORT_FILE}", file=sys.stderr)
     return 0 if ok else 1
 
@@ -593,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
         return 0
-    except UsageError as err:
+    except (UsageError, RunLockedError) as err:
         print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # outside a cell (planning, writing the report): stored cells are safe

@@ -32,11 +32,18 @@ from tqdm.auto import tqdm
 import interpolators
 import suites
 from bench.environment import environment, host_record
-from bench.store import MAX_ARRAY_BYTES, REPORT_FILE, CellRecord, RunStore, to_jsonable
+from bench.store import (  # noqa: F401  (META_FORMAT: re-exported)
+    MAX_ARRAY_BYTES,
+    META_FORMAT,
+    OUTPUTS_LOCK_FILE,
+    REPORT_FILE,
+    CellRecord,
+    RunLock,
+    RunStore,
+    to_jsonable,
+)
 from suites.base import Cell, CellResult, RunConfig, Suite
-
-#: ``meta.json`` layout version
-META_FORMAT = 1
+from suites.images import builtin_image_hashes, folder_image_hashes
 #: exit code of a run stopped by Ctrl-C (the shell's convention, 128 + SIGINT)
 EXIT_INTERRUPTED = 130
 
@@ -215,8 +222,57 @@ def run_one(
     )
 
 
+def image_inputs(config: RunConfig, plan: Plan) -> dict[str, Any]:
+    """The images the plan's suites read, by content hash (sha256), for ``meta.json``'s ``inputs``.
+
+    A suite that declares an ``images`` option reads the folder it names (``--images``):
+    ``images`` maps that folder to ``{file name: sha256 of the file}``; without one it reads
+    the built-in images: ``builtin_images`` maps each name to the sha256 of its decoded pixels
+    (:func:`suites.images.builtin_image_hashes`).
+    """
+    folders: set[str] = set()
+    builtin = False
+    for name, suite in plan.suites.items():
+        if "images" not in suite.options:
+            continue
+        folder = config.options_for(name).get("images")
+        if folder is None:
+            builtin = True
+        else:
+            folders.add(str(folder))
+    return {
+        "images": {folder: folder_image_hashes(folder) for folder in sorted(folders)},
+        "builtin_images": builtin_image_hashes() if builtin else {},
+    }
+
+
+def input_changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two :func:`image_inputs` records, one phrase per image (changed, added, removed)."""
+    changes = []
+    for folder in sorted(set(recorded.get("images", {})) | set(current.get("images", {}))):
+        before, after = recorded.get("images", {}).get(folder), current.get("images", {}).get(folder)
+        if before is None or after is None:
+            changes.append(f"the folder {folder} is {'new to' if before is None else 'no longer read by'} the run")
+            continue
+        for file in sorted(set(before) | set(after)):
+            path = str(Path(folder) / file)
+            if file not in after:
+                changes.append(f"{path} was removed")
+            elif file not in before:
+                changes.append(f"{path} was added")
+            elif before[file] != after[file]:
+                changes.append(f"{path} changed (sha256 {before[file][:12]}... then, {after[file][:12]}... now)")
+    before, after = recorded.get("builtin_images", {}), current.get("builtin_images", {})
+    for name in sorted(set(before) | set(after)) if before and after else ():
+        if before.get(name) != after.get(name):
+            changes.append(f"the built-in image {name!r} changed (another scikit-image?)")
+    if bool(before) != bool(after):
+        changes.append(f"the built-in images are {'no longer' if before else 'now'} read")
+    return changes
+
+
 def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[str, Any]:
-    """The ``meta.json`` of a new run: config, suites, planned cells, environment and times."""
+    """The ``meta.json`` of a new run: config, suites, planned cells, input hashes, environment and times."""
     started = now()
     return {
         "format": META_FORMAT,
@@ -234,6 +290,7 @@ def new_meta(config: RunConfig, plan: Plan, command: list[str] | None) -> dict[s
             for name, suite in plan.suites.items()
         },
         "planned": plan.keys,
+        "inputs": image_inputs(config, plan),
         "environment": environment(config.device),
         "command": command,
         "started": started,
@@ -319,11 +376,34 @@ def execute(
 
     ``executor`` (:mod:`bench.executors`; default: inline, one cell after another in this
     process) runs them; with ``skip_failed`` the cells stored as failed are left as they are.
+    The session holds the run's lock (:class:`bench.store.RunLock`) from start to end: a second
+    writer gets :class:`bench.store.RunLockedError` before anything is written. Cell files that
+    cannot be used (:meth:`RunStore.scan_cells`) are set aside first, named on ``log``, and their
+    cells run again.
     """
+    store.lock.acquire(command=command)
+    try:
+        return _execute(store, config, plan, progress=progress, command=command, log=log or sys.stderr,
+                        executor=executor, skip_failed=skip_failed)
+    finally:
+        store.lock.release()
+
+
+def _execute(store: RunStore, config: RunConfig, plan: Plan, *, progress: bool, command: list[str] | None,
+             log: TextIO, executor: Any, skip_failed: bool) -> Outcome:
     from bench.executors import InlineExecutor
 
-    log = log or sys.stderr
     executor = executor or InlineExecutor()
+    meta = store.read_meta()
+    meta["planned"] = plan.keys  # what counts as foreign: this session's plan
+    store.write_meta(meta)
+    bad = store.bad_cells()
+    set_aside = []
+    for item, moved in zip(bad, store.set_aside(bad)):
+        where = str(moved.relative_to(store.root))
+        print(f"set aside {item.name} ({item.reason}) as {where}: it is not counted, and a planned cell it held "
+              "runs again", file=log)
+        set_aside.append({"file": item.name, "reason": item.reason, "moved_to": where})
     records = store.read_cells()
     done = {key for key, record in records.items() if record.ok or skip_failed}
     session: dict[str, Any] = {
@@ -332,9 +412,10 @@ def execute(
         "environment": environment(config.device),
         "executor": executor.describe(),
     }
+    if set_aside:
+        session["set_aside"] = set_aside
     meta = store.read_meta()
     meta["sessions"].append(session)
-    meta["planned"] = plan.keys
     store.write_meta(meta)
 
     def note(**fields: Any) -> None:
@@ -379,16 +460,22 @@ def write_outputs(store: RunStore, log: TextIO | None = None) -> bool:
     """Rebuild ``results.csv``, ``summary.csv`` and ``report.html``; returns whether the report was written.
 
     The tables come first, so a report that cannot be drawn does not cost them;
-    its error is printed to ``log`` instead.
+    its error is printed to ``log`` instead. Both are built from one reading of the cells
+    (:meth:`RunStore.snapshot`), and the whole rebuild, from that reading to the last
+    write, holds ``RUN/.outputs.lock`` (waiting for it): of two rebuilds,
+    the one that finishes last has read the cells last, so a ``bench report`` started
+    while a run writes cannot leave an older report behind the run's final one.
     """
     from bench.report import write_report
 
     log = log or sys.stderr
-    results, _ = store.write_tables()
-    try:
-        write_report(store, results)
-    except Exception as err:  # noqa: BLE001  the cells and tables are safe; say what broke
-        print(f"report: could not write {store.root / REPORT_FILE}: {type(err).__name__}: {err}", file=log)
-        traceback.print_exc(file=log)
-        return False
+    with RunLock(store.root, OUTPUTS_LOCK_FILE).acquire(wait=True):
+        store = store.snapshot()  # the tables and the report of one and the same set of cells
+        results, _ = store.write_tables()
+        try:
+            write_report(store, results)
+        except Exception as err:  # noqa: BLE001  the cells and tables are safe; say what broke
+            print(f"report: could not write {store.root / REPORT_FILE}: {type(err).__name__}: {err}", file=log)
+            traceback.print_exc(file=log)
+            return False
     return True

@@ -78,6 +78,8 @@ class TestRun:
         (run,) = (fake_suites / "runs").iterdir()
         assert re.fullmatch(r"fake-\d{8}-\d{6}", run.name)
         assert sorted(p.name for p in run.iterdir()) == [
+            ".lock",  # the writer's lock, and the lock of rebuilding the tables and report (bench.store)
+            ".outputs.lock",
             "cells",
             "meta.json",
             "report.html",
@@ -428,8 +430,24 @@ BAD_INPUT = {
     ),
     "out not empty": (
         ["run", "--suite", "fake", "--out", "full"],
-        ["--out full", "not an empty folder", "--resume full"],
+        ["--out full", "not an empty folder", "choose another folder"],
     ),
+    "out is a run": (
+        ["run", "--suite", "fake", "--out", "arun"],
+        ["--out arun", "not an empty folder", "finish that run with --resume arun"],
+    ),
+    "out is a file": (["run", "--suite", "fake", "--out", "full/x.txt"], ["--out full/x.txt", "is a file, not a folder"]),
+    "out under a file": (
+        ["run", "--suite", "fake", "--out", "full/x.txt/run"],
+        ["--out full/x.txt/run", "full/x.txt is a file, so no folder can be made under it"],
+    ),
+    "out name too long": (["run", "--suite", "fake", "--out", "n" * 300], ["is 300 bytes long", "at most 255"]),
+    "out path too long": (
+        ["run", "--suite", "fake", "--out", "/".join(["p" * 200] * 25)],
+        ["characters)", "bytes long; a run folder's path may be at most"],
+    ),
+    "too many seeds": (["run", "--suite", "fake", "--seeds", str(10**30)], ["--seeds: expected at most 1000 seeds"]),
+    "too many seeds in a config": (["run", "--config", "seeds.toml"], ["seeds: expected at most 1000 seeds"]),
     "resume non-run": (["run", "--resume", "empty"], ["--resume", "not a run folder", "no meta.json"]),
     "resume missing": (["run", "--resume", "nowhere"], ["--resume", "nowhere is not a folder"]),
     "report non-run": (["report", "empty"], ["not a run folder"]),
@@ -467,6 +485,10 @@ def test_bad_input_exits_2_and_writes_nothing(fake_suites, capsys, argv, expecte
     (fake_suites / "bad-key.toml").write_text('suite = "fake"\n')
     (fake_suites / "not.toml").write_text("suites = [fake\n")
     (fake_suites / "bad-set.toml").write_text('suites = "fake"\n[set.bilinear]\nnope = 1\n')
+    (fake_suites / "seeds.toml").write_text(f'suites = "fake"\nseeds = {10**30}\n')
+    (fake_suites / "arun").mkdir()
+    (fake_suites / "arun" / "meta.json").write_text(json.dumps({"format": 1, "config": {"suites": ["fake"],
+                                                                                         "interpolators": {}}}))
     before = snapshot(fake_suites) | {"dirs": sorted(str(p) for p in fake_suites.rglob("*"))}
     code, _, err = run_cli(capsys, *argv)
     assert code == 2

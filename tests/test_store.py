@@ -6,6 +6,10 @@ import json
 import math
 import os
 import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,10 +19,16 @@ import torch
 from bench.runner import CellError, check_arrays, check_rows
 from bench.store import (
     MAX_ARRAY_BYTES,
+    META_FORMAT,
     CellRecord,
+    MetaFormatWarning,
     NotARunError,
+    RunLock,
+    RunLockedError,
     RunStore,
     atomic_write_json,
+    is_unused,
+    out_problem,
     results_frame,
     summarize,
     t_quantile,
@@ -126,10 +136,18 @@ class TestRunStore:
         for record in records:
             store.write_cell(record)
         (store.cells_dir / ".leftover.json.abc.tmp").write_text("{")  # what a killed writer leaves
-        read = store.read_cells()
-        # planned cells in plan order, then the others by key
-        assert list(read) == [records[2].key, records[0].key, records[1].key]
-        assert read[records[1].key] == records[1]
+        read, bad = store.scan_cells()
+        # planned cells in plan order; a cell the run does not plan is foreign, not counted
+        assert list(read) == [records[2].key, records[0].key]
+        assert read[records[0].key] == records[0]
+        assert [(b.name, b.reason) for b in bad] == [(f"cells/{records[1].key}.json", "foreign: not a cell this run plans")]
+
+    def test_without_a_plan_every_cell_of_the_runs_suites_counts(self, tmp_path):
+        records = [make_record(float(i), seed=i) for i in range(3)]
+        store = make_store(tmp_path)
+        for record in records:
+            store.write_cell(record)
+        assert list(store.read_cells()) == sorted(r.key for r in records)
 
     def test_failed_cell_is_replaced(self, tmp_path):
         store = make_store(tmp_path)
@@ -284,3 +302,258 @@ class TestArrays:
             check_arrays({"a": np.array(["x"], dtype=object)})
         with pytest.raises(CellError, match="more than the 1048576 a cell may store"):
             check_arrays({"a": np.zeros(MAX_ARRAY_BYTES // 8 + 1)})
+
+
+# --- unusable cell files --------------------------------------------------------------------------
+
+
+def _planned_store(tmp_path, n=3):
+    records = [make_record(float(i + 1), seed=i) for i in range(n)]
+    store = make_store(tmp_path, planned=[r.key for r in records])
+    for record in records:
+        store.write_cell(record)
+    return store, records
+
+
+def _tamper(store: RunStore, records: list[CellRecord], how: str) -> tuple[str, str]:
+    """Spoil the run as ``how`` says; returns the spoilt file's name and the start of the reason expected."""
+    first = store.cell_path(records[0].key)
+    data = json.loads(first.read_text())
+    if how == "truncated":
+        first.write_text(first.read_text()[:40])
+        return first.name, "unreadable: JSONDecodeError"
+    if how == "list":
+        first.write_text("[1, 2]")
+        return first.name, "unreadable: it holds a JSON list"
+    if how == "folder":
+        first.unlink()
+        first.mkdir()
+        return first.name, "unreadable: a folder"
+    if how == "not utf-8":
+        first.write_bytes(b"\xff\xfe{")
+        return first.name, "unreadable: UnicodeDecodeError"
+    if how == "not a record":
+        first.write_text('{"key": "x"}')
+        return first.name, "unreadable: not a cell record"
+    if how == "nan":
+        data["rows"][0]["value"] = float("nan")
+        first.write_text(json.dumps(data))
+        return first.name, "non-finite: status ok, but row 0 (m) has value nan"
+    if how == "infinite":
+        data["rows"][0]["value"] = float("-inf")
+        first.write_text(json.dumps(data))
+        return first.name, "non-finite"
+    if how == "string value":
+        data["rows"][0]["value"] = "1.0"
+        first.write_text(json.dumps(data))
+        return first.name, "malformed: status ok, but row 0"
+    if how == "unplanned":  # a cell of another run, copied in: "71 OK of 70"
+        other = make_record(9.0, seed=99)
+        store.write_cell(other)
+        return f"{other.key}.json", "foreign: not a cell this run plans"
+    if how == "other suite":
+        other = make_record(9.0, seed=7)
+        other.cell = Cell("elsewhere", "bilinear", {}, {"level": 1}, 7)
+        store.write_cell(other)
+        return f"{other.key}.json", "foreign: a cell of suite 'elsewhere'"
+    if how == "renamed copy":  # another planned cell's record under this cell's name
+        first.write_text(store.cell_path(records[1].key).read_text())
+        return first.name, "foreign: the file is named"
+    raise AssertionError(how)
+
+
+TAMPERING = ["truncated", "list", "folder", "not utf-8", "not a record", "nan", "infinite", "string value",
+             "unplanned", "other suite", "renamed copy"]
+
+
+class TestUnusableCellFiles:
+    @pytest.mark.parametrize("how", TAMPERING)
+    def test_named_left_out_and_set_aside(self, tmp_path, how):
+        store, records = _planned_store(tmp_path)
+        name, reason = _tamper(store, records, how)
+        read, bad = store.scan_cells()
+        assert [(b.name, b.reason[: len(reason)]) for b in bad] == [(f"cells/{name}", reason)]
+        assert len(read) <= len(records) and all(r.key in {x.key for x in records} for r in read.values())
+        results, summary = store.write_tables()  # the tables do not fail, and hold no NaN
+        assert results["value"].notna().all() and np.isfinite(results["value"]).all()
+        assert np.isfinite(summary["mean"]).all()
+        assert store.read_cell(records[0].key) is None or how in ("unplanned", "other suite")
+
+        (moved,) = store.set_aside(bad)
+        assert moved.parent == store.cells_dir / "set-aside" and moved.name == name
+        assert reason in (moved.parent / f"{name}.reason.txt").read_text()
+        assert store.bad_cells() == []
+        # the same name set aside a second time does not overwrite the first
+        again = store.cells_dir / name
+        again.write_text("[]")
+        (second,) = store.set_aside(store.bad_cells())
+        assert second.name == f"{Path(name).stem}.1.json" and moved.exists()
+
+
+# --- meta.json's format -------------------------------------------------------------------------------
+
+
+class TestMetaFormat:
+    def test_create_writes_the_format(self, tmp_path):
+        store = make_store(tmp_path)
+        assert store.read_meta()["format"] == META_FORMAT == 1
+
+    @pytest.mark.parametrize("version", [2, 0, "1", None])
+    def test_another_format_is_refused(self, tmp_path, version):
+        store = make_store(tmp_path)
+        meta = store.read_meta()
+        meta["format"] = version
+        (store.root / "meta.json").write_text(json.dumps(meta))
+        if version is None:
+            with pytest.warns(MetaFormatWarning, match="no format version; reading it as format 1"):
+                RunStore.open(store.root)
+            return
+        with pytest.raises(NotARunError, match=f"meta.json is format {version!r}, and this version"):
+            RunStore.open(store.root)
+        if version == 2:
+            with pytest.raises(NotARunError, match="written by a newer version"):
+                RunStore.open(store.root)
+
+    def test_missing_sessions_and_planned(self, tmp_path):
+        store = make_store(tmp_path)
+        meta = store.read_meta()
+        del meta["sessions"], meta["planned"]
+        (store.root / "meta.json").write_text(json.dumps(meta))
+        assert RunStore.open(store.root).read_meta()["sessions"] == []
+
+    @pytest.mark.parametrize("meta", ["[1]", '{"format": 1, "config": {"suites": ["fake"], "interpolators": {}}, '
+                                              '"sessions": {}}'])
+    def test_malformed_meta(self, tmp_path, meta):
+        (tmp_path / "meta.json").write_text(meta)
+        with pytest.raises(NotARunError, match="expected a JSON object|expected a list"):
+            RunStore.open(tmp_path)
+
+
+# --- making the folder -------------------------------------------------------------------------------
+
+
+class TestCreate:
+    @pytest.mark.parametrize("leftover", ["nothing", "cells", "lock", "temporary meta"])
+    def test_what_a_kill_while_making_leaves_is_taken(self, tmp_path, leftover):
+        root = tmp_path / "run"
+        root.mkdir()
+        if leftover == "cells":  # what main's create left: cells/ made, meta.json not yet
+            (root / "cells").mkdir()
+        elif leftover == "lock":
+            (root / ".lock").write_text('{"pid": 1}')
+        elif leftover == "temporary meta":
+            (root / ".meta.json.k2j3.tmp").write_text('{"conf')
+        assert is_unused(root) and out_problem(root) is None
+        with pytest.raises(NotARunError, match="start the run again with --out"):
+            RunStore.open(root)
+        store = make_store(tmp_path)
+        assert RunStore.is_run(store.root) and sorted(p.name for p in root.iterdir()) == [".lock", "cells", "meta.json"]
+
+    def test_a_crash_while_writing_meta_leaves_an_unused_folder(self, tmp_path, monkeypatch):
+        def crash(path, data):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("bench.store.atomic_write_json", crash)
+        with pytest.raises(KeyboardInterrupt):
+            make_store(tmp_path)
+        monkeypatch.undo()
+        assert is_unused(tmp_path / "run")
+        assert RunStore.is_run(make_store(tmp_path).root)
+
+    def test_folder_in_use_is_left_untouched(self, tmp_path):
+        (tmp_path / "notes.txt").write_text("mine")
+        with pytest.raises(FileExistsError, match="not an empty folder"):
+            RunStore.create(tmp_path, {})
+        assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no lock file left in someone's folder
+        assert not is_unused(tmp_path) and "not an empty folder" in out_problem(tmp_path)
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "sub" / "cells").mkdir()
+        (tmp_path / "sub" / "cells" / "x.json").write_text("{}")
+        assert not is_unused(tmp_path / "sub")  # a cells/ that holds something is a run's
+
+
+class TestOutProblems:
+    def test_under_a_file(self, tmp_path):
+        (tmp_path / "f").write_text("")
+        assert out_problem(tmp_path / "f") == "already exists and is a file, not a folder"
+        assert out_problem(tmp_path / "f" / "a" / "run").endswith("is a file, so no folder can be made under it")
+
+    def test_too_long(self, tmp_path):
+        assert "bytes long; this file system allows at most" in out_problem(tmp_path / ("x" * 300))
+        deep = tmp_path.joinpath(*["y" * 200] * 25)  # 5,000 characters
+        assert "bytes long; a run folder's path may be at most" in out_problem(deep)
+
+    def test_read_only_file_system(self, tmp_path, monkeypatch):
+        real = os.statvfs
+
+        class ReadOnly:
+            def __init__(self, path):
+                self.f_flag = real(path).f_flag | os.ST_RDONLY
+
+        monkeypatch.setattr(os, "statvfs", ReadOnly)
+        assert out_problem(tmp_path / "run") == f"{tmp_path} is on a read-only file system"
+
+
+# --- the writer's lock -------------------------------------------------------------------------------------
+
+
+class TestRunLock:
+    def test_second_writer_is_refused_naming_the_holder(self, tmp_path):
+        store = make_store(tmp_path)
+        first = RunLock(store.root).acquire(command=["first", "writer"])
+        with pytest.raises(RunLockedError, match=rf"being written by another process \(pid {os.getpid()} on .*: "
+                                                 r"first writer\)"):
+            RunLock(store.root).acquire()
+        first.release()
+        RunLock(store.root).acquire().release()  # free again
+        assert (store.root / ".lock").read_text() == ""  # a released lock names nobody
+
+    def test_a_killed_holder_holds_nothing(self, tmp_path):
+        store = make_store(tmp_path)
+        holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bench.store import RunLock; "
+                                   "lock = RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)",
+                                   str(store.root)], stdout=subprocess.PIPE, text=True,
+                                  env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        try:
+            assert holder.stdout.readline() == "held\n"
+            with pytest.raises(RunLockedError, match=f"pid {holder.pid} "):
+                RunLock(store.root).acquire()
+            holder.kill()  # SIGKILL: no chance to release anything
+            holder.wait(timeout=30)
+        finally:
+            holder.kill()
+            holder.stdout.close()
+        RunLock(store.root).acquire().release()
+
+    def test_a_late_report_cannot_overwrite_the_final_one(self, tmp_path, monkeypatch):
+        """A rebuild (``bench report``) that read the cells before the run's last one and writes after the
+        run's final rebuild would leave a stale report; the outputs lock orders the two."""
+        import bench.report
+        from bench.runner import write_outputs
+
+        store, records = _planned_store(tmp_path)
+        last = store.cell_path(records[-1].key)
+        saved = last.read_bytes()
+        last.unlink()  # the run has not finished its last cell yet
+        rendered, release = threading.Event(), threading.Event()
+        real_write = bench.report.atomic_write_text
+
+        def slow_write(path, text):
+            if threading.current_thread().name == "late report":
+                rendered.set()  # it has read the cells and rendered the report: only the write is left
+                assert release.wait(30)
+            return real_write(path, text)
+
+        monkeypatch.setattr(bench.report, "atomic_write_text", slow_write)
+        late = threading.Thread(target=write_outputs, args=(RunStore(store.root),), name="late report")
+        late.start()
+        assert rendered.wait(30)
+        last.write_bytes(saved)  # the run stores its last cell and rebuilds its outputs
+        final = threading.Thread(target=write_outputs, args=(RunStore(store.root),), name="the run")
+        final.start()
+        final.join(1.0)  # without the lock it has long finished here
+        release.set()
+        late.join(30)
+        final.join(30)
+        assert len(pd.read_csv(store.root / "results.csv")) == len(records)
+        assert f"{len(records)} OK" in (store.root / "report.html").read_text()  # the final rebuild came last
