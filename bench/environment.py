@@ -120,7 +120,7 @@ def native_build() -> dict[str, Any]:
         return info | {"state": f"not loaded in the recording process, and no build is possible: {err}"}
     library = directory / f"{_extension.LIBRARY_NAME}.so"
     if library.exists():
-        return info | {"build": str(directory),
+        return info | {"build": _extension.recorded_path(directory),
                        "state": "not loaded in the recording process (not built to record it); this build is cached"}
     return info | {"state": "not loaded in the recording process (not built to record it); no cached build: the "
                             "first cell that uses the operators builds them with these flags"}  # fmt: skip

@@ -147,6 +147,14 @@ def _first_line(err: Exception) -> str:
     return lines[0][:300] if lines else ""
 
 
+def recorded_path(path: Path) -> str:
+    """``path`` as a run records it: under the home directory as ``~/...``, so records hold no user's home."""
+    try:
+        return str(Path("~") / path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def build_info() -> dict[str, object]:
     """What a run records about the operators: loaded or why not, the build's directory, compiler, flags and
     target, and the processor's vector extensions (the numbers' provenance)."""
@@ -158,7 +166,7 @@ def build_info() -> dict[str, object]:
     return {
         "loaded": bool(_loaded),
         "why_not": _why_not or None,
-        "build": str(build_directory()) if _loaded else None,
+        "build": recorded_path(build_directory()) if _loaded else None,
         "compiler": compiler,
         "flags": build_flags(),
         "march": march(),

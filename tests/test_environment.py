@@ -110,7 +110,14 @@ class TestNativeBuild:
             pytest.skip(f"the operators do not build here: {_extension.build_info()['why_not']}")
         info = env.native_build()
         assert info["loaded"] and info["state"] == "loaded in the recording process"
-        assert info["build"] == str(_extension.build_directory())
+        assert info["build"] == _extension.recorded_path(_extension.build_directory())
+        assert Path(info["build"]).expanduser() == _extension.build_directory()
+
+    def test_recorded_paths_hold_no_home_directory(self):
+        from interpolators import _extension
+
+        assert _extension.recorded_path(Path.home() / ".cache" / "x") == str(Path("~/.cache/x"))
+        assert _extension.recorded_path(Path("/opt/cache/x")) == "/opt/cache/x"
 
     def test_a_failed_build_says_why(self, monkeypatch):
         from interpolators import _extension
