@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interpolators._registry import register
-from interpolators.base import Interpolator, PaddingMode, check_number, check_sampling_inputs, grid_local_scale
-from interpolators.pyramid import BLUR_BORDER, blend_levels, mip_level
+from interpolators.base import Interpolator, PaddingMode, check_number, check_sampling_inputs
+from interpolators.pyramid import BLUR_BORDER, blend_levels, sampling_levels
 
 
 def gaussian_blur(input: Tensor, sigma: float, padding_mode: str = "zeros") -> Tensor:
@@ -88,12 +88,7 @@ def prefiltered_sample(
     if sigma not in ADAPTIVE_VARIANCE:
         return F.grid_sample(gaussian_blur(input, sigma, padding_mode), grid, **bilinear)
     h, w = input.shape[-2:]
-    top = math.log2(max(h, w))
-    if level is None:
-        level = mip_level(grid_local_scale(grid, h, w, align_corners), top)
-    else:
-        level = level.detach().to(grid.dtype).clamp(0, top)
-    num_levels = int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
+    level, num_levels = sampling_levels(grid, h, w, align_corners, level, math.log2(max(h, w)))
     if num_levels == 1:  # no downsampling anywhere: bilinear
         return F.grid_sample(input, grid, **bilinear)
     images = [gaussian_blur(input, level_sigma(k, sigma), padding_mode) for k in range(num_levels)]

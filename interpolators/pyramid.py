@@ -45,6 +45,18 @@ def mip_level(rho: Tensor, max_level: float) -> Tensor:
     return torch.round(level * LEVEL_STEPS) / LEVEL_STEPS
 
 
+def sampling_levels(
+    grid: Tensor, height: int, width: int, align_corners: bool, level: Tensor | None, max_level: float
+) -> tuple[Tensor, int]:
+    """Each output pixel's level ``(B, Ho, Wo)`` (from the grid's local scale, or ``level`` detached and clamped
+    to ``[0, max_level]``) and how many levels ``0 .. n - 1`` they read (1: no pixel downsamples)."""
+    if level is None:
+        level = mip_level(grid_local_scale(grid, height, width, align_corners), max_level)
+    else:
+        level = level.detach().to(grid.dtype).clamp(0, max_level)
+    return level, int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
+
+
 def top_level(height: int, width: int) -> int:
     """The number of halvings ``floor(log2(min(H, W)))`` a ``(H, W)`` image allows (each level at least 1 pixel)."""
     return int(math.floor(math.log2(min(height, width))))
@@ -106,11 +118,7 @@ def pyramid_sample(
     check_sampling_inputs(input, grid)
     h, w = input.shape[-2:]
     top = top_level(h, w)
-    if level is None:
-        level = mip_level(grid_local_scale(grid, h, w, align_corners), top)
-    else:
-        level = level.detach().to(grid.dtype).clamp(0, top)
-    num_levels = int(math.ceil(float(level.max()))) + 1 if level.numel() else 1
+    level, num_levels = sampling_levels(grid, h, w, align_corners, level, top)
     if num_levels == 1:  # no downsampling anywhere: bilinear
         return F.grid_sample(input, grid, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
     from kornia.geometry.transform import build_pyramid
