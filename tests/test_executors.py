@@ -185,8 +185,11 @@ class TestHead:
     def _head(self, *argv: str, **env: str) -> subprocess.Popen:
         # output to a file, not a pipe: the workers inherit it, and a pipe would stay open while they run
         self.log = open("head.log", "w+")
+        # SIGINT as a terminal gives it: a shell that starts pytest in the background has it ignored, and an
+        # ignored SIGINT is inherited (Python then raises no KeyboardInterrupt)
         return subprocess.Popen([sys.executable, "-m", "bench", "run", *argv], env=os.environ | env,
-                                stdout=self.log, stderr=subprocess.STDOUT, text=True)
+                                stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def _output(self) -> str:
         self.log.seek(0)
