@@ -445,11 +445,12 @@ class Profile:
 
 #: the alignment protocol's fields a user may set (``--option scale.trials=64``)
 SETTING_OPTIONS = {
-    "trials": Option("int", "alignment trials (random perturbations) per image and seed", minimum=1),
-    "steps": Option("int", "Adam steps per trial", minimum=1),
+    "trials": Option("int", "alignment trials (random perturbations) per image and seed", minimum=1,
+                     maximum=4096),
+    "steps": Option("int", "Adam steps per trial", minimum=1, maximum=10_000),
     "lr": Option("float", "Adam's learning rate, input pixels per step", minimum=0),
-    "window": Option("int", "side of the aligned square region, input px", minimum=1),
-    "max_output": Option("int", "the most output pixels a side of the alignment", minimum=1),
+    "window": Option("int", "side of the aligned square region, input px", minimum=1, maximum=1024),
+    "max_output": Option("int", "the most output pixels a side of the alignment", minimum=1, maximum=1024),
     "max_translation": Option("float", "translation perturbation, uniform in +-T input px per axis", minimum=0),
     "max_rotation": Option("float", "rotation perturbation, uniform in +-R degrees (scale suite)", minimum=0),
     "max_log_scale": Option("float", "scale perturbation exp(U(-L, L))", minimum=0),

@@ -88,6 +88,7 @@ class Option:
             command line); ``folder`` an existing folder and ``run`` a run folder (both stored absolute).
         help: one line for ``bench list`` and the docs.
         minimum: the smallest value allowed (numbers, and each number of a list).
+        maximum: the largest (for options whose time or memory grows with the value).
         choices: the values allowed (``str``).
 
     The suite checks what depends on other settings when it plans its cells.
@@ -100,6 +101,7 @@ class Option:
     help: str = ""
     minimum: float | None = None
     choices: tuple[str, ...] | None = None
+    maximum: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OPTION_KINDS:
@@ -115,6 +117,8 @@ class Option:
             text += f" among {list(self.choices)}"
         if self.minimum is not None:
             text += f" >= {self.minimum:g}"
+        if self.maximum is not None:
+            text += f" <= {self.maximum:g}"
         return text
 
     def parse(self, text: str, where: str) -> Any:
@@ -156,7 +160,8 @@ class Option:
             raise ValueError(f"{where}: expected {self.type_name}, got {value!r} ({type(value).__name__})")
         if kind in ("int", "float"):
             value = int(value) if kind == "int" else float(value)
-            if self.minimum is not None and value < self.minimum:
+            low = self.minimum is not None and value < self.minimum
+            if low or (self.maximum is not None and value > self.maximum):
                 raise ValueError(f"{where}: expected {self.type_name}, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{where}: expected {self.type_name}, got {value!r}")

@@ -366,8 +366,8 @@ class ClassifySuite(Suite):
         "download": Option("bool", "let torchvision download the dataset (as --download)"),
         "backbone": Option("str", "table3 or timm:NAME (as --backbone)"),
         "labels": Option("ints", "the label budgets", minimum=1),
-        "steps": Option("int", "training length in optimizer steps", minimum=1),
-        "epochs": Option("int", "training length in epochs (wins over steps)", minimum=1),
+        "steps": Option("int", "training length in optimizer steps", minimum=1, maximum=10_000_000),
+        "epochs": Option("int", "training length in epochs (wins over steps)", minimum=1, maximum=100_000),
         "perturbation": Option("float", "a factor on the paper's perturbation spreads (0 turns them off)", minimum=0),
         "ablations": Option("bool", "plan ESTN's Table 4 variants (w/o norm, w/o ER); default: not at quick"),
     }

@@ -115,9 +115,9 @@ PROFILES = {
 
 #: the options a user may set (``--option cost.sizes=64,128``); ``accuracy_from`` is also ``--accuracy-from``
 OPTIONS = {
-    "sizes": Option("ints", "input and output sides n (an n x n -> n x n warp)", minimum=1),
-    "batches": Option("ints", "batch sizes", minimum=1),
-    "channels": Option("ints", "channel counts", minimum=1),
+    "sizes": Option("ints", "input and output sides n (an n x n -> n x n warp)", minimum=1, maximum=4096),
+    "batches": Option("ints", "batch sizes", minimum=1, maximum=1024),
+    "channels": Option("ints", "channel counts", minimum=1, maximum=256),
     "min_run_time": Option("float", "seconds per CPU latency measurement (blocked_autorange)", minimum=0),
     "cuda_repeats": Option("int", "CUDA event measurements per latency", minimum=1),
     "accuracy_from": Option("run", "a run whose accuracy results the latency-vs-accuracy chart joins (as --accuracy-from)"),

@@ -110,11 +110,12 @@ PROFILE_SETTINGS: dict[str, Profile] = {
 OPTIONS = {
     "num_images": Option("int", "how many images (the first built-in ones, or of the folder by name)", minimum=1),
     "images": Option("folder", "a folder of your own images (as --images)"),
-    "crop": Option("int", "side of the input crop, input px", minimum=8),
-    "grid": Option("int", "G: the translation grid is G x G", minimum=2),
+    "crop": Option("int", "side of the input crop, input px", minimum=8, maximum=1024),
+    "grid": Option("int", "G: the translation grid is G x G", minimum=2, maximum=64),
     "radius": Option("float", "the translation grid spans +- radius input px", minimum=0),
-    "draws": Option("int", "gradient draws per perturbed warp for stochastic samplers", minimum=2),
-    "perturbations": Option("int", "perturbed warps grad_cosine and grad_spread average over", minimum=1),
+    "draws": Option("int", "gradient draws per perturbed warp for stochastic samplers", minimum=2, maximum=256),
+    "perturbations": Option("int", "perturbed warps grad_cosine and grad_spread average over", minimum=1,
+                            maximum=256),
     "factors": Option("ints", "the downsampling factors f swept", minimum=1),
 }
 

@@ -533,6 +533,14 @@ def test_cuda_without_cuda_exits_2(fake_suites, capsys, monkeypatch):
 
 
 class TestOptionsAndConfig:
+    @pytest.mark.parametrize("option", ["scale.trials=1000000000", "gradients.grid=100000", "cost.sizes=64,100000",
+                                        "classify.epochs=1000000000"])
+    def test_options_that_scale_time_or_memory_have_a_maximum(self, tmp_path, capsys, monkeypatch, option):
+        monkeypatch.chdir(tmp_path)
+        code, _, err = run_cli(capsys, "run", "--suite", option.split(".")[0], "--option", option, "--out", "run")
+        assert code == 2 and not (tmp_path / "run").exists()
+        assert f"--option {option.split('=')[0]}" in err and "<=" in err, err
+
     def test_option_reaches_the_suite(self, fake_suites, capsys):
         code, _, err = run_cli(capsys, "run", *QUICK, "--option", "fake.levels=1,4", "--out", "run")
         assert code == 0, err
