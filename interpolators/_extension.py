@@ -44,7 +44,7 @@ Backend = Literal["auto", "operator", "eager"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 
 SOURCE_DIR = Path(__file__).parent / "csrc"
-SOURCES = ("ops.cpp", "sampling.cpp", "lstn.cpp", "estn.cpp")
+SOURCES = ("ops.cpp", "sampling.cpp", "lstn.cpp", "estn.cpp", "autograd.cpp")
 HEADERS = ("sampling.h",)
 #: the dtypes the operators' kernels take (CPU and CUDA)
 DTYPES = (torch.float32, torch.float64)

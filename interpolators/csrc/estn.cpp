@@ -23,11 +23,12 @@ struct EstnShape {
 
 // The frame A = t sqrt(J J^T + r^2 I) of lanes [0, n) from ox0 of output row (b, oy), J by finite differences of the
 // grid in input pixels (central inside, one-sided at the edges, zero along an axis of length 1, as torch.gradient),
-// the sampling points (gx, gy), and the footprints of the K samples p + A z_k. Writes a (4) and fp (K).
-template <typename T, int PAD>
+// the sampling points (gx, gy), and the footprints FP (Footprint, or PaddedFootprint for samples) of the K samples
+// p + A z_k. Writes a (4) and fp (K).
+template <typename T, int PAD, typename FP>
 inline void frame_and_footprints(const T* grid, int64_t b, int64_t oy, int64_t ox0, int64_t n, const EstnShape& s,
                                  const Geometry<T>& g, const T* zx, const T* zy, Vec<T>* a, Vec<T>& gx, Vec<T>& gy,
-                                 Footprint<T>* fp) {
+                                 FP* fp) {
   constexpr int64_t L = Vec<T>::size();
   const int64_t Wo = s.Wo, Ho = s.Ho;
   const T* row = grid + 2 * (b * Ho + oy) * Wo;
@@ -75,7 +76,7 @@ inline void frame_and_footprints(const T* grid, int64_t b, int64_t oy, int64_t o
     const Vec<T> zxk(zx[k]), zyk(zy[k]);
     const Vec<T> px = g.ax.template source<PAD>(zxk * ax_ + zyk * bx_ + gx);
     const Vec<T> py = g.ay.template source<PAD>(zxk * ay_ + zyk * by_ + gy);
-    fp[k] = Footprint<T>(px, py, s.H, s.W);
+    fp[k] = FP(px, py, s.H, s.W);
   }
 }
 
@@ -199,7 +200,8 @@ void estn_rows(const T* input, const T* grid, const EstnShape& s, const Geometry
   constexpr int64_t L = Vec<T>::size();
   const int64_t K = s.K, C = s.C, P = s.Ho * s.Wo;
   const T eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min();
-  std::vector<Footprint<T>> fp(K);
+  PaddedPlanes<T> planes(C, s.H, s.W);
+  std::vector<PaddedFootprint<T>> fp(K);
   std::vector<Vec<T>> Y(C * K), th(3 * C), w(K);
   Vec<T> a[4], row[3], gx, gy;
   for (int64_t r = row_begin; r < row_end; ++r) {
@@ -208,7 +210,7 @@ void estn_rows(const T* input, const T* grid, const EstnShape& s, const Geometry
       const int64_t n = std::min(L, s.Wo - ox0), at = oy * s.Wo + ox0;
       frame_and_footprints<T, PAD>(grid, b, oy, ox0, n, s, g, f.zx.data(), f.zy.data(), a, gx, gy, fp.data());
       for (int64_t c = 0; c < C; ++c) {
-        const T* img = input + (b * C + c) * s.H * s.W;
+        const T* img = planes.plane(input, b, c);
         for (int64_t k = 0; k < K; ++k) Y[c * K + k] = fp[k].sample(img);
       }
       fit<T>(Y.data(), f, K, C, th.data(), w.data(), row);

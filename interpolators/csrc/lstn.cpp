@@ -41,18 +41,19 @@ inline UVec bits_of(const FVec& v) {
 inline FVec from_bits(const UVec& v) { return at::vec::cast<float>(v); }
 inline FVec to_float(const UVec& v) { return at::vec::convert_to_fp_of_same_size<float>(v); }
 
-// ln x for x in (0, 1]: Cephes' logf (exponent by bits, a degree-9 polynomial; about 1 ulp), branch-free
+// ln x for x in (0, 1]: Cephes' logf (exponent by bits, then its polynomial; about 1 ulp), branch-free
 inline FVec log_unit(const FVec& x) {
   const UVec bits = bits_of(x);
   FVec e = to_float(srl(bits, 23) & UVec(0xFF)) - FVec(126.f);
   const FVec m = from_bits((bits & UVec(int32_t(0x807FFFFFu))) | UVec(0x3F000000));  // mantissa in [0.5, 1)
   const FVec small = m < FVec(0.70710678118654752f);
   e = select<float>(small, e - FVec(1.f), e);
-  const FVec f = select<float>(small, m + m, m) - FVec(1.f), z = f * f;
-  FVec p(7.0376836292e-2f);
-  for (const float c : {-1.1514610310e-1f, 1.1676998740e-1f, -1.2420140846e-1f, 1.4249322787e-1f, -1.6668057665e-1f,
-                        2.0000714765e-1f, -2.4999993993e-1f, 3.3333331174e-1f})
-    p = at::vec::fmadd(p, f, FVec(c));
+  const FVec f = select<float>(small, m + m, m) - FVec(1.f), z = f * f, z2 = z * z;
+  // the degree-8 polynomial by Estrin's scheme (a quarter of Horner's dependent steps)
+  const auto pair = [&](float high, float low) { return at::vec::fmadd(FVec(high), f, FVec(low)); };
+  const FVec low = at::vec::fmadd(pair(-1.6668057665e-1f, 2.0000714765e-1f), z, pair(-2.4999993993e-1f, 3.3333331174e-1f));
+  const FVec high = at::vec::fmadd(pair(-1.1514610310e-1f, 1.1676998740e-1f), z, pair(-1.2420140846e-1f, 1.4249322787e-1f));
+  const FVec p = at::vec::fmadd(FVec(7.0376836292e-2f), z2 * z2, at::vec::fmadd(high, z2, low));
   const FVec y = f * z * p - FVec(2.12194440e-4f) * e - FVec(0.5f) * z;
   return f + y + FVec(0.693359375f) * e;
 }
@@ -119,25 +120,41 @@ void lstn_rows(const T* input, const T* grid, const T* offsets, uint32_t key, co
   constexpr int64_t L = Vec<T>::size();
   const Axis<T> ax(s.W, align), ay(s.H, align);
   const int64_t plane = s.B * s.M * s.Ho * s.Wo;
-  std::vector<Footprint<T>> fp(s.M);
+  PaddedPlanes<T> planes(s.C, s.H, s.W);
+  std::vector<PaddedFootprint<T>> fp(s.M);
   std::vector<Vec<T>> du(s.M), dv(s.M);
+  // one output row's draws (M x Wo each, rows padded to whole vectors), hashed in a loop of their own: the draws are
+  // independent, and a long branch-free loop lets out-of-order execution overlap their latency chains
+  const int64_t stride = (s.Wo + L - 1) / L * L;
+  std::vector<T> row_u(offsets ? 0 : s.M * stride), row_v(offsets ? 0 : s.M * stride);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t b = row / s.Ho, oy = row % s.Ho;
+    const int64_t first = (b * s.M * s.Ho + oy) * s.Wo;  // the flat index of draw (b, 0, oy, 0)
+    for (int64_t k = 0; !offsets && k < s.M; ++k)
+      for (int64_t ox0 = 0; ox0 < s.Wo; ox0 += L) {
+        Vec<T> u, v;
+        hash_normals(uint32_t(first + k * s.Ho * s.Wo + ox0), key, u, v);
+        u.store(row_u.data() + k * stride + ox0);
+        v.store(row_v.data() + k * stride + ox0);
+      }
     for (int64_t ox0 = 0; ox0 < s.Wo; ox0 += L) {
       const int64_t n = std::min(L, s.Wo - ox0);
       Vec<T> gx, gy;
       load_pairs(grid + 2 * (row * s.Wo + ox0), n, gx, gy);
       Vec<T> a00(T(0)), a01(T(0)), a02(T(0)), a11(T(0)), a12(T(0));
       for (int64_t k = 0; k < s.M; ++k) {
-        const int64_t at = ((b * s.M + k) * s.Ho + oy) * s.Wo + ox0;
         if (offsets) {
+          const int64_t at = first + k * s.Ho * s.Wo + ox0;
           du[k] = Vec<T>::loadu(offsets + at, n);
           dv[k] = Vec<T>::loadu(offsets + plane + at, n);
         } else {
-          hash_normals(uint32_t(at), key, du[k], dv[k]);
+          du[k] = Vec<T>::loadu(row_u.data() + k * stride + ox0);
+          dv[k] = Vec<T>::loadu(row_v.data() + k * stride + ox0);
         }
+      }
+      for (int64_t k = 0; k < s.M; ++k) {
         const Vec<T> u = du[k], v = dv[k];
-        fp[k] = Footprint<T>(ax.template source<PAD>(at::vec::fmadd(u, Vec<T>(scale_x), gx)),
+        fp[k] = PaddedFootprint<T>(ax.template source<PAD>(at::vec::fmadd(u, Vec<T>(scale_x), gx)),
                              ay.template source<PAD>(at::vec::fmadd(v, Vec<T>(scale_y), gy)), s.H, s.W);
         a00 = at::vec::fmadd(u, u, a00);
         a01 = at::vec::fmadd(u, v, a01);
@@ -152,10 +169,10 @@ void lstn_rows(const T* input, const T* grid, const T* offsets, uint32_t key, co
       const Vec<T> inv_det = Vec<T>(T(1)) / (a00 * c00 + a01 * c01 + a02 * c02);
       const Vec<T> n00 = c00 * inv_det, n01 = c01 * inv_det, n02 = c02 * inv_det;
       const Vec<T> n11 = c11 * inv_det, n12 = c12 * inv_det, n22 = c22 * inv_det;
-      Footprint<T> centre;
-      if (fixed_bias) centre = Footprint<T>(ax.template source<PAD>(gx), ay.template source<PAD>(gy), s.H, s.W);
+      PaddedFootprint<T> centre;
+      if (fixed_bias) centre = PaddedFootprint<T>(ax.template source<PAD>(gx), ay.template source<PAD>(gy), s.H, s.W);
       for (int64_t c = 0; c < s.C; ++c) {
-        const T* img = input + (b * s.C + c) * s.H * s.W;
+        const T* img = planes.plane(input, b, c);
         Vec<T> r0(T(0)), r1(T(0)), r2(T(0));
         for (int64_t k = 0; k < s.M; ++k) {
           const Vec<T> sample = fp[k].sample(img);

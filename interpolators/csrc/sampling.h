@@ -1,6 +1,6 @@
 // What the operators' CPU kernels share: ATen's vector types at this build's instruction set, grid_sample's map from
-// normalized coordinates to source pixels, bilinear footprints (gathered samples and scattered gradients), and the
-// threading. Conventions are grid_sample's: input (B, C, H, W), grid (B, Ho, Wo, 2) holding normalized (x, y),
+// normalized coordinates to source pixels, bilinear footprints (samples gathered from zero-bordered planes, gradients
+// scattered), and the threading. Conventions are grid_sample's: input (B, C, H, W), grid (B, Ho, Wo, 2) holding normalized (x, y),
 // padding "zeros" / "border" / "reflection", align_corners as in torch.
 //
 // One source for every x86 CPU: the vector width is the widest the compiler targets (-march=native, or the forced
@@ -112,8 +112,8 @@ template <typename T> struct Axis {
 
 // ---- bilinear footprints --------------------------------------------------------------------------------------
 
-// The bilinear footprint of a vector of source pixels (x, y) in an (H, W) plane: the flat index of the top-left
-// corner, the weights of the right and lower corners and, per corner, which lanes lie inside (grid_sample's zeros;
+// The bilinear footprint of a vector of source pixels (x, y) in an (H, W) plane, for scattering gradients: the flat
+// index of the top-left corner, the weights of the right and lower corners and, per corner, which lanes lie inside (grid_sample's zeros;
 // the other paddings have moved the points inside). Coordinates are first clamped to [-2, W + 1] (NaN to -2), which
 // keeps the integer conversion defined without changing any sample.
 template <typename T> struct Footprint {
@@ -135,17 +135,6 @@ template <typename T> struct Footprint {
     in11 = x1 & y1;
     corner = at::vec::convert_to_int_of_same_size<T>(fy) * IVec<T>(Int<T>(W)) +
              at::vec::convert_to_int_of_same_size<T>(fx);
-  }
-  // the bilinear sample of the plane img (zero outside)
-  inline Vec<T> sample(const T* img) const {
-    const Vec<T> zero(T(0));
-    Vec<T> m00 = in00, m01 = in01, m10 = in10, m11 = in11;
-    const Vec<T> a = at::vec::mask_gather<sizeof(T)>(zero, img, corner, m00);
-    const Vec<T> b = at::vec::mask_gather<sizeof(T)>(zero, img + 1, corner, m01);
-    const Vec<T> c = at::vec::mask_gather<sizeof(T)>(zero, img + width, corner, m10);
-    const Vec<T> d = at::vec::mask_gather<sizeof(T)>(zero, img + width + 1, corner, m11);
-    const Vec<T> one(T(1)), ux = one - wx;
-    return (a * ux + b * wx) * (one - wy) + (c * ux + d * wx) * wy;
   }
   // out[corner] += g * weight for the four corners of lanes [0, n), as grid_sample's backward does: the products in
   // vectors, the adds one by one (a lane with all four corners inside takes the branch-free path)
@@ -186,6 +175,86 @@ template <typename T> struct Footprint {
     T lanes[Vec<T>::size()];
     mask.store(lanes);
     return is_set(lanes[l]);
+  }
+};
+
+// ---- padded planes and their footprints, for the forward samples -----------------------------------------------
+
+// The C planes of one batch element inside a zero border of 2 pixels before and 3 after each axis, so that the bilinear
+// footprint of any point clamped to [-2, size + 1] lies inside: samples need no masks, and grid_sample's zeros come
+// from the border (the other paddings keep the points inside the image, and the border then only meets weight 0).
+// Per thread; loading the batch element it already holds is free.
+template <typename T> class PaddedPlanes {
+ public:
+  static constexpr int64_t before = 2, after = 3;
+  PaddedPlanes(int64_t C, int64_t H, int64_t W)
+      : C_(C), H_(H), W_(W), stride_(W + before + after), size_((H + before + after) * stride_),
+        data_(C * size_, T(0)) {}
+  static int64_t stride_for(int64_t W) { return W + before + after; }
+  // channel c's plane of batch element b of input (B, C, H, W), as a pointer to pixel (0, 0)
+  const T* plane(const T* input, int64_t b, int64_t c) {
+    if (b != loaded_) {
+      for (int64_t k = 0; k < C_; ++k)
+        for (int64_t y = 0; y < H_; ++y)
+          std::memcpy(data_.data() + k * size_ + (y + before) * stride_ + before, input + ((b * C_ + k) * H_ + y) * W_,
+                      W_ * sizeof(T));
+      loaded_ = b;
+    }
+    return data_.data() + c * size_ + before * stride_ + before;
+  }
+
+ private:
+  int64_t C_, H_, W_, stride_, size_, loaded_ = -1;
+  std::vector<T> data_;
+};
+
+// The four samples at left + (0, 1, stride, stride + 1) of base: two 8-byte gathers per row for float on AVX2, whose
+// gathers cost per element, else one gather per corner.
+template <typename T>
+inline void gather_corners(const T* base, const IVec<T>& left, int64_t stride, Vec<T>& a, Vec<T>& b, Vec<T>& c,
+                           Vec<T>& d) {
+  a = at::vec::gather<sizeof(T)>(base, left);
+  b = at::vec::gather<sizeof(T)>(base + 1, left);
+  c = at::vec::gather<sizeof(T)>(base + stride, left);
+  d = at::vec::gather<sizeof(T)>(base + stride + 1, left);
+}
+#if defined(CPU_CAPABILITY_AVX2)
+template <>
+inline void gather_corners<float>(const float* base, const IVec<float>& left, int64_t stride, Vec<float>& a,
+                                  Vec<float>& b, Vec<float>& c, Vec<float>& d) {
+  const __m256i index = left;
+  const __m128i low = _mm256_castsi256_si128(index), high = _mm256_extracti128_si256(index, 1);
+  const double *top = reinterpret_cast<const double*>(base), *bottom = reinterpret_cast<const double*>(base + stride);
+  std::tie(a, b) = at::vec::deinterleave2(Vec<float>(_mm256_castpd_ps(_mm256_i32gather_pd(top, low, 4))),
+                                          Vec<float>(_mm256_castpd_ps(_mm256_i32gather_pd(top, high, 4))));
+  std::tie(c, d) = at::vec::deinterleave2(Vec<float>(_mm256_castpd_ps(_mm256_i32gather_pd(bottom, low, 4))),
+                                          Vec<float>(_mm256_castpd_ps(_mm256_i32gather_pd(bottom, high, 4))));
+}
+#endif
+
+// A bilinear footprint in a padded plane of PaddedPlanes (a (H, W) image): the top-left corner's index from pixel
+// (0, 0) and the weights of the right and lower corners; coordinates clamped to [-2, size + 1] (NaN to -2) first, which
+// changes no sample. Gives exactly grid_sample's samples.
+template <typename T> struct PaddedFootprint {
+  IVec<T> corner;
+  Vec<T> wx, wy;
+  int64_t stride;
+
+  PaddedFootprint() = default;
+  PaddedFootprint(const Vec<T>& x_, const Vec<T>& y_, int64_t H, int64_t W) : stride(PaddedPlanes<T>::stride_for(W)) {
+    const Vec<T> x = clamp_nan_low<T>(x_, T(-2), T(W + 1)), y = clamp_nan_low<T>(y_, T(-2), T(H + 1));
+    const Vec<T> fx = x.floor(), fy = y.floor();
+    wx = x - fx;
+    wy = y - fy;
+    corner = at::vec::convert_to_int_of_same_size<T>(fy) * IVec<T>(Int<T>(stride)) +
+             at::vec::convert_to_int_of_same_size<T>(fx);
+  }
+  // the bilinear sample of a padded plane (a pointer to its pixel (0, 0))
+  inline Vec<T> sample(const T* plane) const {
+    Vec<T> a, b, c, d;
+    gather_corners<T>(plane, corner, stride, a, b, c, d);
+    const Vec<T> one(T(1)), ux = one - wx;
+    return (a * ux + b * wx) * (one - wy) + (c * ux + d * wx) * wy;
   }
 };
 
