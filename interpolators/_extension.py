@@ -1,12 +1,12 @@
 """The project's C++ operators (``torch.ops.interpolators``): built on first use, loaded once per process.
 
 ``csrc/ops.cpp`` declares one schema per operator with ``TORCH_LIBRARY``; ``csrc/lstn.cpp``, ``csrc/estn.cpp`` and
-``csrc/sampling.cpp`` register their CPU kernels. :func:`ensure_loaded` builds them with
+``csrc/sampling.cpp`` register their CPU kernels, ``csrc/autograd.cpp`` the forward operators' autograd. :func:`ensure_loaded` builds them with
 :func:`torch.utils.cpp_extension.load` (the system's C++ compiler with OpenMP, and ninja) into
 ``$STN_BENCH_CACHE`` (default ``~/.cache/stn-interp-bench``) under a name that hashes the sources, the flags,
 torch's version, the compiler's and, for ``-march=native``, the processor's flags; later processes load that file.
 A build takes about a minute on 2 cores. Two processes that build at once take turns on a file lock (released by the
-kernel if a builder dies), so they never write the same files. The fake kernels and autograd formulas of the
+kernel if a builder dies), so they never write the same files. The fake kernels of the
 operators are registered by each method's ``operator`` module through :func:`on_load`.
 
 The kernels are written once with ATen's ``at::vec::Vectorized``, at the width of the instruction set the compiler
@@ -175,7 +175,7 @@ def build_info() -> dict[str, object]:
 
 
 def on_load(hook: Callable[[], None]) -> None:
-    """Run ``hook`` (registering fake kernels and autograd) once the operators are loaded, now if they are."""
+    """Run ``hook`` (registering fake kernels) once the operators are loaded, now if they are."""
     _hooks.append(hook)
     if _loaded:
         hook()
