@@ -243,8 +243,8 @@ void estn_rows(const T* input, const T* grid, const EstnShape& s, const Geometry
 }
 
 // The input gradient of work items [item_begin, item_end): an item is a batch element with all its channels (which
-// share the points and footprints) or, when per_item is 1, one (b, c) plane. Each plane has one owner thread and sees
-// the same adds in the same order, so results do not depend on the thread count.
+// share the points and footprints) or, when per_item is 1, one (b, c) plane. Each plane has one owner thread, which
+// zeroes it and makes the same adds in the same order, so results do not depend on the thread count.
 template <typename T, int PAD>
 void estn_input_grad_items(const T* grad, const T* grid, const T* beta, const EstnShape& s, const Geometry<T>& g,
                            const T* zx, const T* zy, int64_t per_item, T* grad_input, int64_t item_begin,
@@ -255,6 +255,7 @@ void estn_input_grad_items(const T* grad, const T* grid, const T* beta, const Es
   Vec<T> a[4], gx, gy;
   for (int64_t item = item_begin; item < item_end; ++item) {
     const int64_t b = item * per_item / s.C, c0 = item * per_item % s.C;
+    std::fill_n(grad_input + (b * s.C + c0) * s.H * s.W, per_item * s.H * s.W, T(0));  // first touch by the owner
     for (int64_t oy = 0; oy < s.Ho; ++oy)
       for (int64_t ox0 = 0; ox0 < s.Wo; ox0 += L) {
         const int64_t n = std::min(L, s.Wo - ox0), at = oy * s.Wo + ox0;
@@ -319,7 +320,7 @@ at::Tensor estn_input_grad(const at::Tensor& grad_value, const at::Tensor& grid_
   TORCH_CHECK(grid.sizes().equals({s.B, s.Ho, s.Wo, 2}) && beta.sizes().equals({s.B, s.K - 1, s.Ho, s.Wo}),
               "estn_input_grad: expected grid (B, Ho, Wo, 2) and beta (B, K - 1, Ho, Wo) for grad ", grad.sizes(),
               ", got ", grid.sizes(), " and ", beta.sizes());
-  at::Tensor grad_input = at::zeros({s.B, s.C, s.H, s.W}, grad.options());
+  at::Tensor grad_input = at::empty({s.B, s.C, s.H, s.W}, grad.options());  // zeroed plane by plane by the items
   const int padding = padding_code(padding_mode);
   const int64_t per_item = s.B >= at::get_num_threads() ? s.C : 1;
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "estn_input_grad", [&] {

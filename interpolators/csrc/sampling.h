@@ -137,31 +137,39 @@ template <typename T> struct Footprint {
              at::vec::convert_to_int_of_same_size<T>(fx);
   }
   // out[corner] += g * weight for the four corners of lanes [0, n), as grid_sample's backward does: the products in
-  // vectors, the adds one by one (a lane with all four corners inside takes the branch-free path)
+  // vectors, the adds one by one, one corner of every lane at a time. Neighbouring lanes often add to the same pixel
+  // (one lane's right corner is the next one's left); a lane's four adds in a row would put those two adds back to
+  // back, each waiting on the other's store (and the compiler's paired 8-byte add of a lane's two upper corners,
+  // overlapping the next lane's pair, defeats store forwarding altogether). When every lane of the vector has all
+  // four corners inside, the adds take no branches.
   inline void scatter(T* out, const Vec<T>& g, int64_t n) const {
     constexpr int64_t L = Vec<T>::size();
     const Vec<T> one(T(1)), gx1 = g * wx, gx0 = g - gx1;
-    T v00[L], v01[L], v10[L], v11[L], inside[L];
+    T v[4][L];
     Int<T> at[L];
-    (gx0 * (one - wy)).store(v00);
-    (gx1 * (one - wy)).store(v01);
-    (gx0 * wy).store(v10);
-    (gx1 * wy).store(v11);
-    (in00 & in01 & in10 & in11).store(inside);
+    (gx0 * (one - wy)).store(v[0]);
+    (gx1 * (one - wy)).store(v[1]);
+    (gx0 * wy).store(v[2]);
+    (gx1 * wy).store(v[3]);
     corner.store(at);
-    for (int64_t l = 0; l < n; ++l) {
-      T* o = out + at[l];
-      if (is_set(inside[l])) {
-        o[0] += v00[l];
-        o[1] += v01[l];
-        o[width] += v10[l];
-        o[width + 1] += v11[l];
-      } else {
-        if (lane_set(in00, l)) o[0] += v00[l];
-        if (lane_set(in01, l)) o[1] += v01[l];
-        if (lane_set(in10, l)) o[width] += v10[l];
-        if (lane_set(in11, l)) o[width + 1] += v11[l];
+    const int64_t offset[4] = {0, 1, width, width + 1};
+    const Vec<T> inside = in00 & in01 & in10 & in11;
+    if (n == L && is_full(inside)) {
+      for (int q = 0; q < 4; ++q) {
+        T* o = out + offset[q];
+        for (int64_t l = 0; l < L; ++l) o[at[l]] += v[q][l];
       }
+      return;
+    }
+    T in[4][L];
+    in00.store(in[0]);
+    in01.store(in[1]);
+    in10.store(in[2]);
+    in11.store(in[3]);
+    for (int q = 0; q < 4; ++q) {
+      T* o = out + offset[q];
+      for (int64_t l = 0; l < n; ++l)
+        if (is_set(in[q][l])) o[at[l]] += v[q][l];
     }
   }
 
@@ -171,10 +179,8 @@ template <typename T> struct Footprint {
     std::memcpy(&bits, &mask_lane, sizeof(T));
     return bits != 0;
   }
-  static inline bool lane_set(const Vec<T>& mask, int64_t l) {
-    T lanes[Vec<T>::size()];
-    mask.store(lanes);
-    return is_set(lanes[l]);
+  static inline bool is_full(const Vec<T>& mask) {  // every lane set
+    return Vec<T>::blendv(Vec<T>(T(0)), Vec<T>(T(1)), mask).zero_mask() == 0;
   }
 };
 
