@@ -1,6 +1,6 @@
 // The schemas of the project's operators, one per operator (torchvision's style). CPU kernels: lstn.cpp, estn.cpp,
-// sampling.cpp; fake kernels and autograd: interpolators/lstn/operator.py, interpolators/estn/operator.py,
-// interpolators/_extension.py. Arguments are grid_sample's where they share a name; slopes are per normalized unit.
+// sampling.cpp; autograd: autograd.cpp; fake kernels: interpolators/lstn/operator.py, interpolators/estn/operator.py,
+// interpolators/_shared_ops.py. Arguments are grid_sample's where they share a name; slopes are per normalized unit.
 #include <torch/library.h>
 
 TORCH_LIBRARY(interpolators, m) {
