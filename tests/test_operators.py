@@ -156,6 +156,21 @@ class TestLSTNOperator:
         assert_same(*both_backends("lstn", image, grid, grad_out, generator_seed=2, padding_mode=padding_mode),
                     rtol=1e-4, atol=1e-4)  # fmt: skip
 
+    @pytest.mark.parametrize("padding_mode", PADDINGS)
+    @pytest.mark.parametrize("align_corners", [False, True])
+    @pytest.mark.parametrize("dtype", [torch.float32, f64], ids=["float32", "float64"])
+    def test_zero_bordered_samples_are_grid_samples(self, padding_mode, align_corners, dtype):
+        # with fixed_bias the value is the bilinear sample at the grid point: the kernel's samples from its
+        # zero-bordered plane copies against grid_sample, at points far outside, on the border lines and at the clamp
+        g = torch.Generator().manual_seed(3)
+        image = torch.randn(2, 3, 5, 7, generator=g, dtype=dtype) * 100
+        grid = torch.rand(2, 9, 11, 2, generator=g, dtype=dtype) * 8 - 4
+        grid[0, 0, :4] = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, -1.0]], dtype=dtype)
+        value, _ = ops.lstn_forward(image, grid, None, torch.tensor(1), 7, 0.1, 0.1, padding_mode, align_corners, True)
+        expected = torch.nn.functional.grid_sample(image, grid, padding_mode=padding_mode, align_corners=align_corners)
+        tolerance = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(value, expected, rtol=tolerance, atol=tolerance)
+
     @pytest.mark.parametrize("dtype", [torch.float32, f64], ids=["float32", "float64"])
     def test_kernel_normals_equal_the_torch_hash(self, dtype):
         key = torch.tensor(0x2468ACE0)
