@@ -1,13 +1,13 @@
 """The project's C++ operators (``torch.ops.interpolators``): built on first use, loaded once per process.
 
 ``csrc/ops.cpp`` declares one schema per operator with ``TORCH_LIBRARY``; ``csrc/lstn.cpp``, ``csrc/estn.cpp`` and
-``csrc/sampling.cpp`` register their CPU kernels, ``csrc/autograd.cpp`` the forward operators' autograd. :func:`ensure_loaded` builds them with
-:func:`torch.utils.cpp_extension.load` (the system's C++ compiler with OpenMP, and ninja) into
-``$STN_BENCH_CACHE`` (default ``~/.cache/stn-interp-bench``) under a name that hashes the sources, the flags,
+``csrc/sampling.cpp`` register their CPU kernels, ``csrc/autograd.cpp`` the forward operators' autograd.
+:func:`ensure_loaded` builds them with :func:`torch.utils.cpp_extension.load` (the system's C++ compiler with
+OpenMP, and ninja) into ``$STN_BENCH_CACHE`` (default ``~/.cache/stn-interp-bench``) under a name that hashes the sources, the flags,
 torch's version, the compiler's and, for ``-march=native``, the processor's flags; later processes load that file.
 A build takes about a minute on 2 cores. Two processes that build at once take turns on a file lock (released by the
-kernel if a builder dies), so they never write the same files. The fake kernels of the
-operators are registered by each method's ``operator`` module through :func:`on_load`.
+kernel if a builder dies), so they never write the same files. The operators' fake kernels are registered by
+each method's ``operator`` module through :func:`on_load`.
 
 The kernels are written once with ATen's ``at::vec::Vectorized``, at the width of the instruction set the compiler
 targets: ``-march=native`` by default, or the target named by ``$STN_BENCH_MARCH`` (e.g. ``x86-64-v3`` for an AVX2

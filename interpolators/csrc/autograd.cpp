@@ -41,7 +41,8 @@ class LstnFunction : public torch::autograd::Function<LstnFunction> {
                          .findSchemaOrThrow("interpolators::lstn_forward", "")
                          .typed<std::tuple<at::Tensor, at::Tensor>(
                              const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                             const std::optional<at::Tensor>&, int64_t, double, double, c10::string_view, bool, bool)>();
+                             const std::optional<at::Tensor>&, int64_t, double, double, c10::string_view, bool,
+                             bool)>();
     const bool input_grad = input.requires_grad(), grid_grad = grid.requires_grad();
     at::AutoDispatchBelowADInplaceOrView below;
     auto [value, slopes] =

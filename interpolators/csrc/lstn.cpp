@@ -51,8 +51,10 @@ inline FVec log_unit(const FVec& x) {
   const FVec f = select<float>(small, m + m, m) - FVec(1.f), z = f * f, z2 = z * z;
   // the degree-8 polynomial by Estrin's scheme (a quarter of Horner's dependent steps)
   const auto pair = [&](float high, float low) { return at::vec::fmadd(FVec(high), f, FVec(low)); };
-  const FVec low = at::vec::fmadd(pair(-1.6668057665e-1f, 2.0000714765e-1f), z, pair(-2.4999993993e-1f, 3.3333331174e-1f));
-  const FVec high = at::vec::fmadd(pair(-1.1514610310e-1f, 1.1676998740e-1f), z, pair(-1.2420140846e-1f, 1.4249322787e-1f));
+  const FVec low =
+      at::vec::fmadd(pair(-1.6668057665e-1f, 2.0000714765e-1f), z, pair(-2.4999993993e-1f, 3.3333331174e-1f));
+  const FVec high =
+      at::vec::fmadd(pair(-1.1514610310e-1f, 1.1676998740e-1f), z, pair(-1.2420140846e-1f, 1.4249322787e-1f));
   const FVec p = at::vec::fmadd(FVec(7.0376836292e-2f), z2 * z2, at::vec::fmadd(high, z2, low));
   const FVec y = f * z * p - FVec(2.12194440e-4f) * e - FVec(0.5f) * z;
   return f + y + FVec(0.693359375f) * e;
@@ -151,11 +153,9 @@ void lstn_rows(const T* input, const T* grid, const T* offsets, uint32_t key, co
           du[k] = Vec<T>::loadu(row_u.data() + k * stride + ox0);
           dv[k] = Vec<T>::loadu(row_v.data() + k * stride + ox0);
         }
-      }
-      for (int64_t k = 0; k < s.M; ++k) {
         const Vec<T> u = du[k], v = dv[k];
         fp[k] = PaddedFootprint<T>(ax.template source<PAD>(at::vec::fmadd(u, Vec<T>(scale_x), gx)),
-                             ay.template source<PAD>(at::vec::fmadd(v, Vec<T>(scale_y), gy)), s.H, s.W);
+                                   ay.template source<PAD>(at::vec::fmadd(v, Vec<T>(scale_y), gy)), s.H, s.W);
         a00 = at::vec::fmadd(u, u, a00);
         a01 = at::vec::fmadd(u, v, a01);
         a02 = a02 + u;

@@ -1,7 +1,7 @@
 // What the operators' CPU kernels share: ATen's vector types at this build's instruction set, grid_sample's map from
 // normalized coordinates to source pixels, bilinear footprints (samples gathered from zero-bordered planes, gradients
-// scattered), and the threading. Conventions are grid_sample's: input (B, C, H, W), grid (B, Ho, Wo, 2) holding normalized (x, y),
-// padding "zeros" / "border" / "reflection", align_corners as in torch.
+// scattered), and the threading. Conventions are grid_sample's: input (B, C, H, W), grid (B, Ho, Wo, 2) holding
+// normalized (x, y), padding "zeros" / "border" / "reflection", align_corners as in torch.
 //
 // One source for every x86 CPU: the vector width is the widest the compiler targets (-march=native, or the forced
 // target of STN_BENCH_MARCH; interpolators/_extension.py), picked below for ATen's at::vec::Vectorized the way
@@ -194,7 +194,7 @@ template <typename T> class PaddedPlanes {
  public:
   static constexpr int64_t before = 2, after = 3;
   PaddedPlanes(int64_t C, int64_t H, int64_t W)
-      : C_(C), H_(H), W_(W), stride_(W + before + after), size_((H + before + after) * stride_),
+      : C_(C), H_(H), W_(W), stride_(stride_for(W)), size_((H + before + after) * stride_),
         data_(C * size_, T(0)) {}
   static int64_t stride_for(int64_t W) { return W + before + after; }
   // channel c's plane of batch element b of input (B, C, H, W), as a pointer to pixel (0, 0)
